@@ -1,0 +1,40 @@
+//! Herald's mail-domain types and rules. Everything here is pure: no I/O, no
+//! database, no HTTP. A value of one of these types has already been checked,
+//! so code that receives one never validates it again ("parse, don't validate").
+
+pub mod audit;
+pub mod email;
+pub mod ids;
+pub mod role;
+pub mod tenant;
+pub mod text;
+
+pub use audit::{AuditAction, ChangedFields};
+pub use email::{DisplayName, EmailAddress};
+pub use ids::{ApiKeyId, AuditEntryId, SessionId, TenantId, UserId};
+pub use role::Role;
+pub use tenant::{DomainName, TenantName, TenantSlug};
+
+/// A value from outside that could not be parsed into a domain type. `field`
+/// names the input that was wrong, so an API can point at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidInput {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidInput {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The same problem, reported against another input field.
+    pub fn at(mut self, field: &'static str) -> Self {
+        self.field = field;
+        self
+    }
+}
