@@ -1,1 +1,19 @@
+//! Herald's schema. The same migrations run on SQLite and PostgreSQL, at
+//! start-up and with `herald migrate`; running them again changes nothing.
+//!
+//! Conventions: ids are UUIDv7 text; times are BIGINT microseconds since the
+//! Unix epoch (portable, and exact for keyset paging); every tenant-owned
+//! table carries `tenant_id`.
 
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_foundation::Migration)]
+    }
+}

@@ -5,15 +5,19 @@
 pub mod audit;
 pub mod email;
 pub mod ids;
+pub mod records;
 pub mod role;
 pub mod tenant;
 pub mod text;
+pub mod time;
 
 pub use audit::{AuditAction, ChangedFields};
 pub use email::{DisplayName, EmailAddress};
 pub use ids::{ApiKeyId, AuditEntryId, SessionId, TenantId, UserId};
+pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};
 pub use role::Role;
 pub use tenant::{DomainName, TenantName, TenantSlug};
+pub use time::Timestamp;
 
 /// A value from outside that could not be parsed into a domain type. `field`
 /// names the input that was wrong, so an API can point at it.

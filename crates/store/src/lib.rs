@@ -1,1 +1,162 @@
+//! Herald's storage: sea-orm over SQLite (the embedded default) or PostgreSQL,
+//! one set of migrations, and repositories that always take the tenant.
+//!
+//! Repository functions take any connection (`store.read()` for the read
+//! pool, `tx.conn()` inside a write transaction) so the same query serves both.
+//! They return domain records, never entities.
 
+pub mod api_keys;
+pub mod audit;
+mod convert;
+mod entity;
+mod error;
+pub mod secrets;
+pub mod sessions;
+pub mod tenants;
+pub mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, TransactionOptions, TransactionSession as _, TransactionTrait,
+};
+
+pub use error::StoreError;
+pub use sea_orm::ConnectionTrait as Connection;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database: a writer and a reader. On SQLite the writer is one
+/// connection whose transactions begin IMMEDIATE (so writers queue on the
+/// busy timeout instead of failing with "database is locked") and the reader
+/// a pool of read-only connections, which WAL lets run beside the writer. On
+/// PostgreSQL both are the same pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writer: DatabaseConnection,
+    reader: DatabaseConnection,
+    backend: Backend,
+}
+
+/// An open write transaction. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx(DatabaseTransaction);
+
+impl Tx {
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.0
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await.map_err(StoreError::from)
+    }
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Opens `url`: `sqlite://PATH` (created if missing, with its directory)
+    /// or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut opts = ConnectOptions::new(url);
+            opts.max_connections(16)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .sqlx_logging(false);
+            let pool = Database::connect(opts).await?;
+            return Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+                backend: Backend::Postgres,
+            });
+        }
+        let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        else {
+            return Err(StoreError::Config(format!(
+                "database URL must start with sqlite:// or postgres:// (got {:?})",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        let path = path.split('?').next().unwrap_or_default().to_owned();
+        if let Some(dir) = Path::new(&path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let sqlite = |read_only: bool, max: u32| {
+            let mut opts = ConnectOptions::new(format!("sqlite://{path}"));
+            opts.max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(BUSY_TIMEOUT * 2)
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(move |o| {
+                    o.create_if_missing(!read_only)
+                        .read_only(read_only)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Full)
+                        .busy_timeout(BUSY_TIMEOUT)
+                        .foreign_keys(true)
+                });
+            opts
+        };
+        // The writer first: it creates the file and switches it to WAL.
+        let writer = Database::connect(sqlite(false, 1)).await?;
+        let reader = Database::connect(sqlite(true, 4)).await?;
+        Ok(Self {
+            writer,
+            reader,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations and returns how many ran (0 when the
+    /// schema is current).
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let pending = Migrator::get_pending_migrations(&self.writer).await?.len();
+        Migrator::up(&self.writer, None).await?;
+        Ok(pending)
+    }
+
+    /// The read pool.
+    pub fn read(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    /// Begins a write transaction (IMMEDIATE on SQLite).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(Tx(self.writer.begin_with_options(options).await?))
+    }
+
+    /// Checks that the database answers (for /readyz).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.reader.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        let _ = self.reader.close().await;
+        let _ = self.writer.close().await;
+    }
+}

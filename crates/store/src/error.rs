@@ -1,0 +1,28 @@
+use sea_orm::{DbErr, SqlErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; names the input field.
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    /// A stored value no longer parses: the database was changed by hand or
+    /// by a newer Herald.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("sealed secret: {0}")]
+    Sealing(#[from] herald_crypto::KeyRingError),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl StoreError {
+    /// Turns a unique-constraint violation into a conflict on `field`.
+    pub(crate) fn unique_as(err: DbErr, field: &'static str) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict(field),
+            _ => StoreError::Db(err),
+        }
+    }
+}
