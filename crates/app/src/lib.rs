@@ -1,1 +1,61 @@
+//! Herald's use cases. Handlers and the command line call these; these call
+//! the store. Access rules are checked here, once, whatever the caller.
 
+mod access;
+mod api_keys;
+mod audit;
+mod error;
+mod keys;
+mod tenants;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_crypto::KeyRing;
+use herald_store::Store;
+
+pub use access::{LoginSession, Page};
+pub use api_keys::{CreatedApiKey, NewApiKey};
+pub use audit::AuditCursor;
+pub use error::AppError;
+pub use keys::{SealedKeyCheck, missing_key_ids};
+pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
+pub use users::{CreatedUser, NewUser, UserPatch};
+
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// How long a portal session lasts without sign-in.
+    pub session_ttl: Duration,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// The application: the store, the key ring and settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Herald {
+    store: Store,
+    keys: Arc<KeyRing>,
+    settings: AppSettings,
+}
+
+impl Herald {
+    pub fn new(store: Store, keys: Arc<KeyRing>, settings: AppSettings) -> Self {
+        Self { store, keys, settings }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+}

@@ -22,7 +22,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
-    SqliteTransactionMode, TransactionOptions, TransactionSession as _, TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 pub use error::StoreError;

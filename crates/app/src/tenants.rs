@@ -1,0 +1,176 @@
+//! Creating tenants (operator, command line) and changing their settings.
+
+use herald_crypto::{SecretString, generate_password, hash_password};
+use herald_domain::{
+    Actor, AuditAction, ChangedFields, DisplayName, DomainName, EmailAddress, InvalidInput, Principal, Role, Tenant,
+    TenantId, TenantName, TenantSlug, Timestamp, User, UserId,
+};
+use herald_store::{tenants, users};
+
+use crate::access::Require;
+use crate::api_keys::{CreatedApiKey, NewApiKey};
+use crate::audit::record;
+use crate::{AppError, Herald};
+
+/// What the operator gives to create a tenant.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub slug: String,
+    pub name: Option<String>,
+    pub domains: Vec<String>,
+    pub owner_email: String,
+}
+
+/// A new tenant with its first owner's one-time password and an admin key.
+#[derive(Debug)]
+pub struct CreatedTenant {
+    pub tenant: Tenant,
+    pub owner: User,
+    pub owner_password: SecretString,
+    pub api_key: CreatedApiKey,
+}
+
+/// A change to a tenant's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub domains: Option<Vec<String>>,
+}
+
+pub(crate) fn parse_domains(domains: &[String]) -> Result<Vec<DomainName>, InvalidInput> {
+    let mut parsed = domains
+        .iter()
+        .map(|d| DomainName::parse(d).map_err(|e| e.at("domains")))
+        .collect::<Result<Vec<_>, _>>()?;
+    parsed.sort();
+    parsed.dedup();
+    Ok(parsed)
+}
+
+impl Herald {
+    /// Creates a tenant, its owner and an admin API key in one transaction.
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<CreatedTenant, AppError> {
+        let slug = TenantSlug::parse(&new.slug)?;
+        let name = TenantName::parse(new.name.as_deref().unwrap_or(&new.slug))?;
+        let domains = parse_domains(&new.domains)?;
+        if domains.is_empty() {
+            return Err(InvalidInput::new("domains", "at least one sending domain is required").into());
+        }
+        let owner_email = EmailAddress::parse(&new.owner_email).map_err(|e| e.at("owner"))?;
+        let now = Timestamp::now();
+        let tenant = Tenant {
+            id: TenantId::new(),
+            slug,
+            name,
+            domains,
+            created_at: now,
+        };
+        let owner = User {
+            id: UserId::new(),
+            tenant_id: tenant.id,
+            email: owner_email,
+            display_name: None,
+            role: Role::Owner,
+            must_change_password: true,
+            created_at: now,
+        };
+        let owner_password = generate_password();
+        let cli = Actor {
+            tenant_id: tenant.id,
+            principal: Principal::Cli,
+            role: Role::Owner,
+            label: "herald command line".to_owned(),
+        };
+
+        let tx = self.store.begin().await?;
+        tenants::insert(tx.conn(), &tenant).await?;
+        users::insert(tx.conn(), &owner, &hash_password(&owner_password)).await?;
+        let mut fields = ChangedFields::new();
+        ["slug", "name", "domains"].iter().for_each(|f| fields.push(f));
+        record(tx.conn(), &cli, AuditAction::Create, "tenant", &tenant.id.to_string(), fields).await?;
+        let mut fields = ChangedFields::new();
+        ["email", "role", "password"].iter().for_each(|f| fields.push(f));
+        record(tx.conn(), &cli, AuditAction::Create, "user", &owner.id.to_string(), fields).await?;
+        let api_key = self
+            .insert_api_key(
+                tx.conn(),
+                &cli,
+                NewApiKey {
+                    name: "initial admin key".to_owned(),
+                    role: Role::Admin.as_str().to_owned(),
+                },
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(CreatedTenant {
+            tenant,
+            owner,
+            owner_password,
+            api_key,
+        })
+    }
+
+    /// The operator acting on a tenant through the command line.
+    pub async fn cli_actor(&self, slug: &str) -> Result<Actor, AppError> {
+        let slug = TenantSlug::parse(slug)?;
+        let tenant = tenants::by_slug(self.store.read(), &slug)
+            .await?
+            .ok_or(AppError::NotFound("tenant"))?;
+        Ok(Actor {
+            tenant_id: tenant.id,
+            principal: Principal::Cli,
+            role: Role::Owner,
+            label: "herald command line".to_owned(),
+        })
+    }
+
+    pub async fn tenant_count(&self) -> Result<u64, AppError> {
+        Ok(tenants::count(self.store.read()).await?)
+    }
+
+    /// The caller's own tenant.
+    pub async fn tenant(&self, actor: &Actor) -> Result<Tenant, AppError> {
+        tenants::get(self.store.read(), actor.tenant_id)
+            .await?
+            .ok_or(AppError::NotFound("tenant"))
+    }
+
+    /// Changes the tenant's name or sending domains (owner or admin).
+    pub async fn update_tenant(&self, actor: &Actor, patch: TenantPatch) -> Result<Tenant, AppError> {
+        actor.require(Role::Admin)?;
+        let name = patch.name.as_deref().map(TenantName::parse).transpose()?;
+        let domains = patch.domains.as_deref().map(parse_domains).transpose()?;
+        if domains.as_ref().is_some_and(Vec::is_empty) {
+            return Err(InvalidInput::new("domains", "at least one sending domain is required").into());
+        }
+        let tx = self.store.begin().await?;
+        let before = tenants::get(tx.conn(), actor.tenant_id)
+            .await?
+            .ok_or(AppError::NotFound("tenant"))?;
+        let mut fields = ChangedFields::new();
+        if let Some(name) = &name {
+            fields.compare("name", &before.name, name);
+            tenants::rename(tx.conn(), actor.tenant_id, name).await?;
+        }
+        if let Some(domains) = &domains {
+            fields.compare("domains", &before.domains, domains);
+            tenants::set_domains(tx.conn(), actor.tenant_id, domains).await?;
+        }
+        if !fields.is_empty() {
+            record(tx.conn(), actor, AuditAction::Update, "tenant", &actor.tenant_id.to_string(), fields).await?;
+        }
+        let after = tenants::get(tx.conn(), actor.tenant_id)
+            .await?
+            .ok_or(AppError::NotFound("tenant"))?;
+        tx.commit().await?;
+        Ok(after)
+    }
+}
+
+/// A display name from input: blank means none.
+pub(crate) fn optional_display_name(value: Option<&str>) -> Result<Option<DisplayName>, InvalidInput> {
+    match value {
+        Some(v) if !v.trim().is_empty() || v.chars().any(char::is_control) => DisplayName::parse(v).map(Some),
+        _ => Ok(None),
+    }
+}
