@@ -2,7 +2,8 @@
 //! case makes before it acts.
 
 use herald_crypto::{
-    BearerToken, SecretString, TokenHash, TokenKind, generate_password, hash_password, verify_password,
+    BearerToken, SecretString, TokenHash, TokenKind, generate_password, hash_password,
+    verify_password,
 };
 use herald_domain::{Actor, EmailAddress, Principal, Role, SessionId, TenantSlug, Timestamp, User};
 use herald_store::{api_keys, sessions, tenants, users};
@@ -23,7 +24,10 @@ impl Require for Actor {
         if self.role.includes(role) {
             Ok(())
         } else {
-            Err(AppError::Forbidden(format!("this needs the {role} role or higher; you have {}", self.role)))
+            Err(AppError::Forbidden(format!(
+                "this needs the {role} role or higher; you have {}",
+                self.role
+            )))
         }
     }
 }
@@ -91,7 +95,12 @@ impl Herald {
     }
 
     /// Signs a user in to the portal with tenant, email and password.
-    pub async fn login(&self, tenant: &str, email: &str, password: &SecretString) -> Result<LoginSession, AppError> {
+    pub async fn login(
+        &self,
+        tenant: &str,
+        email: &str,
+        password: &SecretString,
+    ) -> Result<LoginSession, AppError> {
         // Every failure is the same `Unauthenticated`, and an unknown user
         // still costs one hash verification, so neither the answer nor its
         // timing tells which part was wrong.
@@ -116,7 +125,15 @@ impl Herald {
         let token = BearerToken::generate(TokenKind::Session);
         let expires_at = Timestamp::now().plus_secs(self.settings.session_ttl.as_secs() as i64);
         let tx = self.store.begin().await?;
-        sessions::insert(tx.conn(), SessionId::new(), user.tenant_id, user.id, &token.hash, expires_at).await?;
+        sessions::insert(
+            tx.conn(),
+            SessionId::new(),
+            user.tenant_id,
+            user.id,
+            &token.hash,
+            expires_at,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(tenant = %user.tenant_id, user = %user.id, "portal sign-in");
         Ok(LoginSession {
@@ -128,9 +145,10 @@ impl Herald {
 
     /// The caller behind a portal session cookie, or `Unauthenticated`.
     pub async fn authenticate_session(&self, token: &str) -> Result<(Actor, User), AppError> {
-        let (_, user) = sessions::user_for(self.store.read(), &TokenHash::of(token), Timestamp::now())
-            .await?
-            .ok_or(AppError::Unauthenticated)?;
+        let (_, user) =
+            sessions::user_for(self.store.read(), &TokenHash::of(token), Timestamp::now())
+                .await?
+                .ok_or(AppError::Unauthenticated)?;
         Ok((actor_for_user(&user), user))
     }
 

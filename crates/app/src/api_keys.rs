@@ -2,7 +2,9 @@
 //! higher than their creator's.
 
 use herald_crypto::{BearerToken, SecretString, TokenKind};
-use herald_domain::{Actor, ApiKey, ApiKeyId, AuditAction, ChangedFields, InvalidInput, Role, Timestamp};
+use herald_domain::{
+    Actor, ApiKey, ApiKeyId, AuditAction, ChangedFields, InvalidInput, Role, Timestamp,
+};
 use herald_store::{Connection, api_keys};
 
 use crate::access::{Page, Require};
@@ -23,7 +25,11 @@ pub struct CreatedApiKey {
 }
 
 impl Herald {
-    pub async fn create_api_key(&self, actor: &Actor, new: NewApiKey) -> Result<CreatedApiKey, AppError> {
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        new: NewApiKey,
+    ) -> Result<CreatedApiKey, AppError> {
         actor.require(Role::Admin)?;
         let tx = self.store.begin().await?;
         let created = self.insert_api_key(tx.conn(), actor, new).await?;
@@ -59,8 +65,19 @@ impl Herald {
         api_keys::insert(db, &key, &token.hash).await?;
         let mut fields = ChangedFields::new();
         ["name", "role", "key"].iter().for_each(|f| fields.push(f));
-        record(db, actor, AuditAction::Create, "api_key", &key.id.to_string(), fields).await?;
-        Ok(CreatedApiKey { key, token: token.token })
+        record(
+            db,
+            actor,
+            AuditAction::Create,
+            "api_key",
+            &key.id.to_string(),
+            fields,
+        )
+        .await?;
+        Ok(CreatedApiKey {
+            key,
+            token: token.token,
+        })
     }
 
     pub async fn list_api_keys(
@@ -70,7 +87,8 @@ impl Herald {
         limit: u64,
     ) -> Result<Page<ApiKey, ApiKeyId>, AppError> {
         actor.require(Role::Admin)?;
-        let mut items = api_keys::list(self.store.read(), actor.tenant_id, after, limit + 1).await?;
+        let mut items =
+            api_keys::list(self.store.read(), actor.tenant_id, after, limit + 1).await?;
         Ok(Page::from_overfetch(&mut items, limit, |k| k.id))
     }
 
@@ -91,10 +109,21 @@ impl Herald {
             .await?
             .ok_or(AppError::NotFound("api key"))?;
         if !actor.role.includes(key.role) {
-            return Err(AppError::Forbidden(format!("only an {} or higher may revoke this key", key.role)));
+            return Err(AppError::Forbidden(format!(
+                "only an {} or higher may revoke this key",
+                key.role
+            )));
         }
         api_keys::delete(tx.conn(), actor.tenant_id, id).await?;
-        record(tx.conn(), actor, AuditAction::Delete, "api_key", &id.to_string(), ChangedFields::new()).await?;
+        record(
+            tx.conn(),
+            actor,
+            AuditAction::Delete,
+            "api_key",
+            &id.to_string(),
+            ChangedFields::new(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -102,5 +131,6 @@ impl Herald {
 
 /// An id from a URL: one that does not parse cannot exist, so it is a 404.
 fn parse_id(id: &str) -> Result<ApiKeyId, AppError> {
-    id.parse().map_err(|_: InvalidInput| AppError::NotFound("api key"))
+    id.parse()
+        .map_err(|_: InvalidInput| AppError::NotFound("api key"))
 }

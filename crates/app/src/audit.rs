@@ -1,8 +1,6 @@
 //! Writing and reading the audit trail.
 
-use herald_domain::{
-    Actor, AuditAction, AuditEntry, AuditEntryId, ChangedFields, Role, Timestamp,
-};
+use herald_domain::{Actor, AuditAction, AuditEntry, AuditEntryId, ChangedFields, Role, Timestamp};
 use herald_store::{Connection, audit};
 
 use crate::access::{Page, Require};
@@ -46,7 +44,8 @@ impl AuditCursor {
     }
 
     pub fn decode(s: &str) -> Result<Self, AppError> {
-        let bad = || herald_domain::InvalidInput::new("cursor", "is not a cursor this API returned");
+        let bad =
+            || herald_domain::InvalidInput::new("cursor", "is not a cursor this API returned");
         let (ts, id) = s.split_once('_').ok_or_else(bad)?;
         Ok(Self {
             at: Timestamp::from_micros(ts.parse().map_err(|_| bad())?),
@@ -64,7 +63,16 @@ impl Herald {
         limit: u64,
     ) -> Result<Page<AuditEntry, AuditCursor>, AppError> {
         actor.require(Role::Admin)?;
-        let mut items = audit::page(self.store.read(), actor.tenant_id, cursor.map(|c| (c.at, c.id)), limit + 1).await?;
-        Ok(Page::from_overfetch(&mut items, limit, |e| AuditCursor { at: e.at, id: e.id }))
+        let mut items = audit::page(
+            self.store.read(),
+            actor.tenant_id,
+            cursor.map(|c| (c.at, c.id)),
+            limit + 1,
+        )
+        .await?;
+        Ok(Page::from_overfetch(&mut items, limit, |e| AuditCursor {
+            at: e.at,
+            id: e.id,
+        }))
     }
 }

@@ -18,7 +18,10 @@ pub enum AppError {
     Forbidden(String),
     /// The request conflicts with the current state.
     #[error("{message}")]
-    Conflict { field: Option<&'static str>, message: String },
+    Conflict {
+        field: Option<&'static str>,
+        message: String,
+    },
     /// Anything else. The detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -36,7 +39,9 @@ impl AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(field) => AppError::conflict(Some(field), format!("{field} is already taken")),
+            StoreError::Conflict(field) => {
+                AppError::conflict(Some(field), format!("{field} is already taken"))
+            }
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -48,7 +48,11 @@ pub struct Herald {
 
 impl Herald {
     pub fn new(store: Store, keys: Arc<KeyRing>, settings: AppSettings) -> Self {
-        Self { store, keys, settings }
+        Self {
+            store,
+            keys,
+            settings,
+        }
     }
 
     pub fn store(&self) -> &Store {

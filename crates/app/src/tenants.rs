@@ -2,8 +2,8 @@
 
 use herald_crypto::{SecretString, generate_password, hash_password};
 use herald_domain::{
-    Actor, AuditAction, ChangedFields, DisplayName, DomainName, EmailAddress, InvalidInput, Principal, Role, Tenant,
-    TenantId, TenantName, TenantSlug, Timestamp, User, UserId,
+    Actor, AuditAction, ChangedFields, DisplayName, DomainName, EmailAddress, InvalidInput,
+    Principal, Role, Tenant, TenantId, TenantName, TenantSlug, Timestamp, User, UserId,
 };
 use herald_store::{tenants, users};
 
@@ -54,7 +54,9 @@ impl Herald {
         let name = TenantName::parse(new.name.as_deref().unwrap_or(&new.slug))?;
         let domains = parse_domains(&new.domains)?;
         if domains.is_empty() {
-            return Err(InvalidInput::new("domains", "at least one sending domain is required").into());
+            return Err(
+                InvalidInput::new("domains", "at least one sending domain is required").into(),
+            );
         }
         let owner_email = EmailAddress::parse(&new.owner_email).map_err(|e| e.at("owner"))?;
         let now = Timestamp::now();
@@ -86,11 +88,31 @@ impl Herald {
         tenants::insert(tx.conn(), &tenant).await?;
         users::insert(tx.conn(), &owner, &hash_password(&owner_password)).await?;
         let mut fields = ChangedFields::new();
-        ["slug", "name", "domains"].iter().for_each(|f| fields.push(f));
-        record(tx.conn(), &cli, AuditAction::Create, "tenant", &tenant.id.to_string(), fields).await?;
+        ["slug", "name", "domains"]
+            .iter()
+            .for_each(|f| fields.push(f));
+        record(
+            tx.conn(),
+            &cli,
+            AuditAction::Create,
+            "tenant",
+            &tenant.id.to_string(),
+            fields,
+        )
+        .await?;
         let mut fields = ChangedFields::new();
-        ["email", "role", "password"].iter().for_each(|f| fields.push(f));
-        record(tx.conn(), &cli, AuditAction::Create, "user", &owner.id.to_string(), fields).await?;
+        ["email", "role", "password"]
+            .iter()
+            .for_each(|f| fields.push(f));
+        record(
+            tx.conn(),
+            &cli,
+            AuditAction::Create,
+            "user",
+            &owner.id.to_string(),
+            fields,
+        )
+        .await?;
         let api_key = self
             .insert_api_key(
                 tx.conn(),
@@ -136,12 +158,18 @@ impl Herald {
     }
 
     /// Changes the tenant's name or sending domains (owner or admin).
-    pub async fn update_tenant(&self, actor: &Actor, patch: TenantPatch) -> Result<Tenant, AppError> {
+    pub async fn update_tenant(
+        &self,
+        actor: &Actor,
+        patch: TenantPatch,
+    ) -> Result<Tenant, AppError> {
         actor.require(Role::Admin)?;
         let name = patch.name.as_deref().map(TenantName::parse).transpose()?;
         let domains = patch.domains.as_deref().map(parse_domains).transpose()?;
         if domains.as_ref().is_some_and(Vec::is_empty) {
-            return Err(InvalidInput::new("domains", "at least one sending domain is required").into());
+            return Err(
+                InvalidInput::new("domains", "at least one sending domain is required").into(),
+            );
         }
         let tx = self.store.begin().await?;
         let before = tenants::get(tx.conn(), actor.tenant_id)
@@ -157,7 +185,15 @@ impl Herald {
             tenants::set_domains(tx.conn(), actor.tenant_id, domains).await?;
         }
         if !fields.is_empty() {
-            record(tx.conn(), actor, AuditAction::Update, "tenant", &actor.tenant_id.to_string(), fields).await?;
+            record(
+                tx.conn(),
+                actor,
+                AuditAction::Update,
+                "tenant",
+                &actor.tenant_id.to_string(),
+                fields,
+            )
+            .await?;
         }
         let after = tenants::get(tx.conn(), actor.tenant_id)
             .await?
@@ -168,9 +204,13 @@ impl Herald {
 }
 
 /// A display name from input: blank means none.
-pub(crate) fn optional_display_name(value: Option<&str>) -> Result<Option<DisplayName>, InvalidInput> {
+pub(crate) fn optional_display_name(
+    value: Option<&str>,
+) -> Result<Option<DisplayName>, InvalidInput> {
     match value {
-        Some(v) if !v.trim().is_empty() || v.chars().any(char::is_control) => DisplayName::parse(v).map(Some),
+        Some(v) if !v.trim().is_empty() || v.chars().any(char::is_control) => {
+            DisplayName::parse(v).map(Some)
+        }
         _ => Ok(None),
     }
 }

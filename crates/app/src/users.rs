@@ -37,26 +37,39 @@ pub struct UserPatch {
 }
 
 fn parse_id(id: &str) -> Result<UserId, AppError> {
-    id.parse().map_err(|_: InvalidInput| AppError::NotFound("user"))
+    id.parse()
+        .map_err(|_: InvalidInput| AppError::NotFound("user"))
 }
 
 /// Owner-role changes need an owner.
 fn guard_owner_role(actor: &Actor, touched: Role) -> Result<(), AppError> {
     if touched == Role::Owner && actor.role != Role::Owner {
-        return Err(AppError::Forbidden("only an owner may grant, change or remove the owner role".into()));
+        return Err(AppError::Forbidden(
+            "only an owner may grant, change or remove the owner role".into(),
+        ));
     }
     Ok(())
 }
 
 async fn guard_last_owner(db: &impl Connection, user: &User) -> Result<(), AppError> {
-    if user.role == Role::Owner && users::count_with_role(db, user.tenant_id, Role::Owner).await? <= 1 {
-        return Err(AppError::conflict(Some("role"), "a tenant keeps at least one owner"));
+    if user.role == Role::Owner
+        && users::count_with_role(db, user.tenant_id, Role::Owner).await? <= 1
+    {
+        return Err(AppError::conflict(
+            Some("role"),
+            "a tenant keeps at least one owner",
+        ));
     }
     Ok(())
 }
 
 impl Herald {
-    pub async fn list_users(&self, actor: &Actor, after: Option<UserId>, limit: u64) -> Result<Page<User, UserId>, AppError> {
+    pub async fn list_users(
+        &self,
+        actor: &Actor,
+        after: Option<UserId>,
+        limit: u64,
+    ) -> Result<Page<User, UserId>, AppError> {
         actor.require(Role::Admin)?;
         let mut items = users::list(self.store.read(), actor.tenant_id, after, limit + 1).await?;
         Ok(Page::from_overfetch(&mut items, limit, |u| u.id))
@@ -92,8 +105,18 @@ impl Herald {
         let tx = self.store.begin().await?;
         users::insert(tx.conn(), &user, &hash_password(&password)).await?;
         let mut fields = ChangedFields::new();
-        ["email", "display_name", "role", "password"].iter().for_each(|f| fields.push(f));
-        record(tx.conn(), actor, AuditAction::Create, "user", &user.id.to_string(), fields).await?;
+        ["email", "display_name", "role", "password"]
+            .iter()
+            .for_each(|f| fields.push(f));
+        record(
+            tx.conn(),
+            actor,
+            AuditAction::Create,
+            "user",
+            &user.id.to_string(),
+            fields,
+        )
+        .await?;
         tx.commit().await?;
         Ok(CreatedUser {
             user,
@@ -101,10 +124,19 @@ impl Herald {
         })
     }
 
-    pub async fn update_user(&self, actor: &Actor, id: &str, patch: UserPatch) -> Result<User, AppError> {
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        id: &str,
+        patch: UserPatch,
+    ) -> Result<User, AppError> {
         actor.require(Role::Admin)?;
         let id = parse_id(id)?;
-        let email = patch.email.as_deref().map(EmailAddress::parse).transpose()?;
+        let email = patch
+            .email
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()?;
         let display_name = patch
             .display_name
             .map(|d| optional_display_name(d.as_deref()))
@@ -136,7 +168,15 @@ impl Herald {
         fields.compare("role", &before.role, &after.role);
         if !fields.is_empty() {
             users::update(tx.conn(), &after).await?;
-            record(tx.conn(), actor, AuditAction::Update, "user", &id.to_string(), fields).await?;
+            record(
+                tx.conn(),
+                actor,
+                AuditAction::Update,
+                "user",
+                &id.to_string(),
+                fields,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(after)
@@ -152,7 +192,15 @@ impl Herald {
         guard_owner_role(actor, user.role)?;
         guard_last_owner(tx.conn(), &user).await?;
         users::delete(tx.conn(), actor.tenant_id, id).await?;
-        record(tx.conn(), actor, AuditAction::Delete, "user", &id.to_string(), ChangedFields::new()).await?;
+        record(
+            tx.conn(),
+            actor,
+            AuditAction::Delete,
+            "user",
+            &id.to_string(),
+            ChangedFields::new(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -167,11 +215,26 @@ impl Herald {
             .await?
             .ok_or(AppError::NotFound("user"))?;
         guard_owner_role(actor, user.role)?;
-        users::set_password(tx.conn(), actor.tenant_id, id, &hash_password(&password), true).await?;
+        users::set_password(
+            tx.conn(),
+            actor.tenant_id,
+            id,
+            &hash_password(&password),
+            true,
+        )
+        .await?;
         sessions::delete_for_user(tx.conn(), actor.tenant_id, id).await?;
         let mut fields = ChangedFields::new();
         fields.push("password");
-        record(tx.conn(), actor, AuditAction::Update, "user", &id.to_string(), fields).await?;
+        record(
+            tx.conn(),
+            actor,
+            AuditAction::Update,
+            "user",
+            &id.to_string(),
+            fields,
+        )
+        .await?;
         tx.commit().await?;
         Ok(password)
     }
@@ -183,26 +246,42 @@ impl Herald {
         current: &SecretString,
         new: &SecretString,
     ) -> Result<(), AppError> {
-        let id = actor
-            .user_id()
-            .ok_or_else(|| AppError::Forbidden("only a signed-in user has a password to change".into()))?;
+        let id = actor.user_id().ok_or_else(|| {
+            AppError::Forbidden("only a signed-in user has a password to change".into())
+        })?;
         if new.expose().chars().count() < MIN_PASSWORD_CHARS {
-            return Err(InvalidInput::new("new_password", format!("must be at least {MIN_PASSWORD_CHARS} characters")).into());
+            return Err(InvalidInput::new(
+                "new_password",
+                format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+            )
+            .into());
         }
         if new.expose().chars().any(char::is_control) {
-            return Err(InvalidInput::new("new_password", "must not contain control characters").into());
+            return Err(
+                InvalidInput::new("new_password", "must not contain control characters").into(),
+            );
         }
         let hash = users::password_hash(self.store.read(), actor.tenant_id, id)
             .await?
             .ok_or(AppError::NotFound("user"))?;
         if !verify_password(current, &hash).unwrap_or(false) {
-            return Err(InvalidInput::new("current_password", "is not your current password").into());
+            return Err(
+                InvalidInput::new("current_password", "is not your current password").into(),
+            );
         }
         let tx = self.store.begin().await?;
         users::set_password(tx.conn(), actor.tenant_id, id, &hash_password(new), false).await?;
         let mut fields = ChangedFields::new();
         fields.push("password");
-        record(tx.conn(), actor, AuditAction::Update, "user", &id.to_string(), fields).await?;
+        record(
+            tx.conn(),
+            actor,
+            AuditAction::Update,
+            "user",
+            &id.to_string(),
+            fields,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

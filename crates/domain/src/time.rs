@@ -32,4 +32,30 @@ impl Timestamp {
     pub fn plus_secs(self, secs: i64) -> Self {
         Self(self.0.saturating_add(secs.saturating_mul(1_000_000)))
     }
+
+    /// RFC 3339 in UTC with microseconds, e.g. `2026-11-22T18:42:00.123456Z`.
+    pub fn to_rfc3339(self) -> String {
+        let secs = self.0.div_euclid(1_000_000);
+        let nanos = (self.0.rem_euclid(1_000_000) * 1_000) as u32;
+        chrono::DateTime::from_timestamp(secs, nanos)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(
+            Timestamp::from_micros(1_795_000_000_123_456).to_rfc3339(),
+            "2026-11-18T11:06:40.123456Z"
+        );
+        assert_eq!(
+            Timestamp::from_micros(0).to_rfc3339(),
+            "1970-01-01T00:00:00.000000Z"
+        );
+    }
 }
