@@ -27,6 +27,7 @@ use sea_orm::{
 
 pub use error::StoreError;
 pub use sea_orm::ConnectionTrait as Connection;
+pub use sea_orm::Statement;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,259 @@
+//! Migrations, sealed secrets at rest, key rotation and the start-up key check,
+//! on the backend scripts/test chose.
+
+use herald_crypto::{KeyRing, SecretString};
+use herald_store::secrets::{self, Slot};
+use herald_store::{Connection, Store};
+use herald_tests::{TestApp, TestDb, config_for, master_key};
+
+async fn table_names(store: &Store) -> Vec<String> {
+    use herald_store::Backend;
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type IN ('table','index') ORDER BY name"
+        }
+        Backend::Postgres => {
+            "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        }
+    };
+    let rows = store
+        .read()
+        .query_all_raw(sea_orm_stmt(store, sql))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "name").unwrap())
+        .collect()
+}
+
+fn sea_orm_stmt(store: &Store, sql: &str) -> herald_store::Statement {
+    herald_store::Statement::from_string(store.read().get_database_backend(), sql)
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    assert!(store.migrate().await.unwrap() >= 1);
+    let first = table_names(&store).await;
+    assert!(
+        first.iter().any(|t| t == "tenant") && first.iter().any(|t| t == "sealed_secret"),
+        "{first:?}"
+    );
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        0,
+        "a second run applies nothing"
+    );
+    assert_eq!(table_names(&store).await, first, "and changes nothing");
+    // A second process opening the same database migrates nothing either.
+    let again = Store::connect(&db.url).await.unwrap();
+    assert_eq!(again.migrate().await.unwrap(), 0);
+}
+
+fn ring(entries: &[&str]) -> KeyRing {
+    KeyRing::parse(&SecretString::from(entries.join(","))).unwrap()
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_bound_to_their_row() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant("seal-a").await;
+    let b = app.tenant("seal-b").await;
+    let store = app.herald().store();
+    let keys = app.herald().keys();
+    let (ta, tb) = (a.id.parse().unwrap(), b.id.parse().unwrap());
+    let slot_a = Slot {
+        tenant: ta,
+        table: "relay_profile",
+        row: "row-1",
+        field: "password",
+    };
+    let tx = store.begin().await.unwrap();
+    secrets::put(tx.conn(), keys, slot_a, b"hunter2-smtp-password")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let opened = secrets::get(store.read(), keys, slot_a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(opened.expose(), b"hunter2-smtp-password");
+    assert!(secrets::is_set(store.read(), slot_a).await.unwrap());
+
+    // The raw row holds no clear text.
+    let rows = store
+        .read()
+        .query_all_raw(sea_orm_stmt(store, "SELECT ciphertext FROM sealed_secret"))
+        .await
+        .unwrap();
+    for row in rows {
+        let bytes: Vec<u8> = row.try_get("", "ciphertext").unwrap();
+        assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
+    }
+
+    // Copy the ciphertext to another row and to another tenant: neither opens.
+    let copy = |tenant: &str, row: &str| {
+        format!(
+            "INSERT INTO sealed_secret (tenant_id, owner_table, owner_id, field, key_id, nonce, ciphertext, updated_at) \
+             SELECT '{tenant}', owner_table, '{row}', field, key_id, nonce, ciphertext, updated_at FROM sealed_secret \
+             WHERE owner_id = 'row-1'"
+        )
+    };
+    let tx = store.begin().await.unwrap();
+    tx.conn()
+        .execute_unprepared(&copy(&a.id, "row-2"))
+        .await
+        .unwrap();
+    tx.conn()
+        .execute_unprepared(&copy(&b.id, "row-1"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let other_row = Slot {
+        row: "row-2",
+        ..slot_a
+    };
+    let other_tenant = Slot {
+        tenant: tb,
+        ..slot_a
+    };
+    assert!(secrets::get(store.read(), keys, other_row).await.is_err());
+    assert!(
+        secrets::get(store.read(), keys, other_tenant)
+            .await
+            .is_err()
+    );
+
+    // Tampering fails too.
+    let tx = store.begin().await.unwrap();
+    let flip = match store.backend() {
+        herald_store::Backend::Sqlite => {
+            "UPDATE sealed_secret SET ciphertext = X'00' || substr(ciphertext, 2) WHERE owner_id = 'row-1'"
+        }
+        herald_store::Backend::Postgres => {
+            "UPDATE sealed_secret SET ciphertext = overlay(ciphertext placing '\\x00'::bytea from 1 for 1) WHERE owner_id = 'row-1'"
+        }
+    };
+    tx.conn().execute_unprepared(flip).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(secrets::get(store.read(), keys, slot_a).await.is_err());
+}
+
+#[tokio::test]
+async fn rotation_reseals_everything_and_the_old_key_can_go() {
+    let db = TestDb::new().await;
+    let old = master_key("old");
+    let new = master_key("new");
+    let config = config_for(&db, &[("HERALD_MASTER_KEYS", &old)]);
+    let herald = herald::open(&config).await.unwrap();
+    let created = herald
+        .create_tenant(herald_app::NewTenant {
+            slug: "rotate".into(),
+            name: None,
+            domains: vec!["mail.rotate.example".into()],
+            owner_email: "o@rotate.example".into(),
+        })
+        .await
+        .unwrap();
+    let tenant = created.tenant.id;
+    let rows: Vec<String> = (0..450).map(|i| format!("row-{i}")).collect();
+    let tx = herald.store().begin().await.unwrap();
+    for row in &rows {
+        let slot = Slot {
+            tenant,
+            table: "sender_identity",
+            row,
+            field: "refresh_token",
+        };
+        secrets::put(tx.conn(), herald.keys(), slot, row.as_bytes())
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    herald.store().clone().close().await;
+
+    // Newest first: new seals, old still opens.
+    let both = config_for(&db, &[("HERALD_MASTER_KEYS", &format!("{new},{old}"))]);
+    let herald = herald::open(&both).await.unwrap();
+    assert_eq!(herald.rotate_keys().await.unwrap(), 450);
+    assert_eq!(
+        herald.rotate_keys().await.unwrap(),
+        0,
+        "re-running finds nothing left"
+    );
+    herald.store().clone().close().await;
+
+    // Only the new key now.
+    let only_new = config_for(&db, &[("HERALD_MASTER_KEYS", &new)]);
+    let herald = herald::open(&only_new)
+        .await
+        .expect("starts without the old key");
+    for row in &rows {
+        let slot = Slot {
+            tenant,
+            table: "sender_identity",
+            row,
+            field: "refresh_token",
+        };
+        let value = secrets::get(herald.store().read(), herald.keys(), slot)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(value.expose(), row.as_bytes());
+    }
+    assert_eq!(ring(&[&new]).newest().as_str(), "new");
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_the_key_that_sealed_stored_data() {
+    let db = TestDb::new().await;
+    // First run: no key configured, so Herald generates data/master.key.
+    let config = config_for(&db, &[]);
+    let herald = herald::open(&config).await.unwrap();
+    let key_file = db.dir.path().join("master.key");
+    assert!(key_file.exists());
+    let created = herald
+        .create_tenant(herald_app::NewTenant {
+            slug: "lost".into(),
+            name: None,
+            domains: vec!["mail.lost.example".into()],
+            owner_email: "o@lost.example".into(),
+        })
+        .await
+        .unwrap();
+    let tx = herald.store().begin().await.unwrap();
+    let slot = Slot {
+        tenant: created.tenant.id,
+        table: "relay_profile",
+        row: "p1",
+        field: "password",
+    };
+    secrets::put(tx.conn(), herald.keys(), slot, b"secret")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    herald.store().clone().close().await;
+
+    // The key file is gone: refuse, name the key, and do not generate a new one.
+    let saved = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let err = herald::open(&config)
+        .await
+        .err()
+        .expect("must refuse to start")
+        .to_string();
+    assert!(err.contains("not generate") && err.contains('k'), "{err}");
+    assert!(!key_file.exists(), "no new key generated over sealed data");
+
+    // A different key does not help either.
+    let other = config_for(&db, &[("HERALD_MASTER_KEYS", &master_key("other"))]);
+    assert!(herald::open(&other).await.is_err());
+
+    // The right key again: starts.
+    std::fs::write(&key_file, saved).unwrap();
+    herald::open(&config)
+        .await
+        .expect("starts with its key back");
+}
