@@ -129,7 +129,7 @@ async fn home(State(s): State<AppState>, PortalUser { user, actor }: PortalUser)
     };
     let domains: Vec<String> = tenant.domains.iter().map(|d| esc(d.as_str())).collect();
     page(
-        &tenant.name.to_string(),
+        tenant.name.as_str(),
         &format!(
             "<p>Signed in as <strong>{}</strong> ({}).</p><p>Sending domains: {}</p>{password}\
              <p><a href=\"/docs\">API documentation</a></p>\
