@@ -276,3 +276,32 @@ async fn refuses_to_start_when_the_key_file_is_missing_but_sealed_data_exists() 
     assert!(stderr.contains("will not generate a new key"), "{stderr}");
     assert!(!key_file.exists(), "no key was generated over sealed data");
 }
+
+#[tokio::test]
+async fn serve_on_an_empty_database_says_how_to_create_the_first_tenant() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let port = free_port();
+    let mut cmd = herald(dir.path(), &db, &["serve"]);
+    cmd.env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERALD_LOG__LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut serving = Serving(cmd.spawn().unwrap());
+    let stderr = serving.0.stderr.take().unwrap();
+    let found = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .take(50)
+            .find(|line| line.contains("cargo run --release -- tenant create"))
+    })
+    .await
+    .unwrap();
+    let line = found.expect("serve logs the command that creates the first tenant");
+    assert!(
+        line.contains("--domain") && line.contains("--owner"),
+        "{line}"
+    );
+}
