@@ -2,6 +2,16 @@
 
 use herald_tests::TestApp;
 
+/// Posts the portal's sign-in form.
+async fn login(app: &TestApp, tenant: &str, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/login"))
+        .form(&[("tenant", tenant), ("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
 fn session_cookie(res: &reqwest::Response) -> String {
     let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.contains("HttpOnly"), "{set}");
@@ -15,47 +25,29 @@ async fn sign_in_use_the_api_with_the_cookie_then_sign_out() {
     let app = TestApp::spawn().await;
     let t = app.tenant("portal").await;
 
-    let res = app
-        .client
-        .post(app.url("/login"))
-        .form(&[
-            ("tenant", "portal"),
-            ("email", t.owner_email.as_str()),
-            ("password", "wrong password"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = login(&app, "portal", t.owner_email.as_str(), "wrong password").await;
     assert_eq!(res.status(), 401);
     assert!(res.headers().get("set-cookie").is_none());
-    let res = app
-        .client
-        .post(app.url("/login"))
-        .form(&[
-            ("tenant", "nope"),
-            ("email", t.owner_email.as_str()),
-            ("password", t.owner_password.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = login(
+        &app,
+        "nope",
+        t.owner_email.as_str(),
+        t.owner_password.as_str(),
+    )
+    .await;
     assert_eq!(
         res.status(),
         401,
         "unknown tenant answers like a wrong password"
     );
 
-    let res = app
-        .client
-        .post(app.url("/login"))
-        .form(&[
-            ("tenant", "portal"),
-            ("email", t.owner_email.as_str()),
-            ("password", t.owner_password.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = login(
+        &app,
+        "portal",
+        t.owner_email.as_str(),
+        t.owner_password.as_str(),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     assert!(
         !res.headers()["set-cookie"]
@@ -139,29 +131,21 @@ async fn sign_in_use_the_api_with_the_cookie_then_sign_out() {
     assert_eq!(home.status(), 303);
 
     // The one-time password no longer works; the new one does.
-    let old = app
-        .client
-        .post(app.url("/login"))
-        .form(&[
-            ("tenant", "portal"),
-            ("email", t.owner_email.as_str()),
-            ("password", t.owner_password.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let old = login(
+        &app,
+        "portal",
+        t.owner_email.as_str(),
+        t.owner_password.as_str(),
+    )
+    .await;
     assert_eq!(old.status(), 401);
-    let new = app
-        .client
-        .post(app.url("/login"))
-        .form(&[
-            ("tenant", "portal"),
-            ("email", "OWNER@portal.example"),
-            ("password", "correct horse battery"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let new = login(
+        &app,
+        "portal",
+        "OWNER@portal.example",
+        "correct horse battery",
+    )
+    .await;
     assert_eq!(new.status(), 303);
 }
 
@@ -169,17 +153,13 @@ async fn sign_in_use_the_api_with_the_cookie_then_sign_out() {
 async fn cookies_are_secure_behind_https() {
     let app = TestApp::spawn_with(&[("HERALD_PUBLIC_URL", "https://herald.example")]).await;
     let t = app.tenant("secure").await;
-    let res = app
-        .client
-        .post(app.url("/login"))
-        .form(&[
-            ("tenant", "secure"),
-            ("email", t.owner_email.as_str()),
-            ("password", t.owner_password.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = login(
+        &app,
+        "secure",
+        t.owner_email.as_str(),
+        t.owner_password.as_str(),
+    )
+    .await;
     assert_eq!(res.status(), 303);
     assert!(
         res.headers()["set-cookie"]

@@ -63,8 +63,7 @@ impl Herald {
             last_used_at: None,
         };
         api_keys::insert(db, &key, &token.hash).await?;
-        let mut fields = ChangedFields::new();
-        ["name", "role", "key"].iter().for_each(|f| fields.push(f));
+        let fields = ChangedFields::of(&["name", "role", "key"]);
         record(
             db,
             actor,

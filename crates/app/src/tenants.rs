@@ -87,10 +87,7 @@ impl Herald {
         let tx = self.store.begin().await?;
         tenants::insert(tx.conn(), &tenant).await?;
         users::insert(tx.conn(), &owner, &hash_password(&owner_password)).await?;
-        let mut fields = ChangedFields::new();
-        ["slug", "name", "domains"]
-            .iter()
-            .for_each(|f| fields.push(f));
+        let fields = ChangedFields::of(&["slug", "name", "domains"]);
         record(
             tx.conn(),
             &cli,
@@ -100,10 +97,7 @@ impl Herald {
             fields,
         )
         .await?;
-        let mut fields = ChangedFields::new();
-        ["email", "role", "password"]
-            .iter()
-            .for_each(|f| fields.push(f));
+        let fields = ChangedFields::of(&["email", "role", "password"]);
         record(
             tx.conn(),
             &cli,

@@ -104,10 +104,7 @@ impl Herald {
         let password = generate_password();
         let tx = self.store.begin().await?;
         users::insert(tx.conn(), &user, &hash_password(&password)).await?;
-        let mut fields = ChangedFields::new();
-        ["email", "display_name", "role", "password"]
-            .iter()
-            .for_each(|f| fields.push(f));
+        let fields = ChangedFields::of(&["email", "display_name", "role", "password"]);
         record(
             tx.conn(),
             actor,
@@ -224,8 +221,7 @@ impl Herald {
         )
         .await?;
         sessions::delete_for_user(tx.conn(), actor.tenant_id, id).await?;
-        let mut fields = ChangedFields::new();
-        fields.push("password");
+        let fields = ChangedFields::of(&["password"]);
         record(
             tx.conn(),
             actor,
@@ -271,8 +267,7 @@ impl Herald {
         }
         let tx = self.store.begin().await?;
         users::set_password(tx.conn(), actor.tenant_id, id, &hash_password(new), false).await?;
-        let mut fields = ChangedFields::new();
-        fields.push("password");
+        let fields = ChangedFields::of(&["password"]);
         record(
             tx.conn(),
             actor,

@@ -46,6 +46,13 @@ impl ChangedFields {
         Self::default()
     }
 
+    /// A change known to touch exactly these fields (a creation, a password).
+    pub fn of(names: &[&str]) -> Self {
+        let mut fields = Self::new();
+        names.iter().for_each(|n| fields.push(n));
+        fields
+    }
+
     /// Records `name` when `before` and `after` differ.
     pub fn compare<T: PartialEq + ?Sized>(&mut self, name: &str, before: &T, after: &T) {
         if before != after {
