@@ -191,12 +191,3 @@ impl TestApp {
         self.send(reqwest::Method::GET, path, key, None).await
     }
 }
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            // Stopping needs the runtime; abort is enough at the end of a test.
-            drop(r);
-        }
-    }
-}
