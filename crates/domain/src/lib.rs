@@ -6,6 +6,7 @@ pub mod audit;
 pub mod email;
 pub mod ids;
 pub mod records;
+pub mod relay;
 pub mod role;
 pub mod tenant;
 pub mod text;
@@ -15,6 +16,9 @@ pub use audit::{AuditAction, ChangedFields};
 pub use email::{DisplayName, EmailAddress};
 pub use ids::{ApiKeyId, AuditEntryId, SessionId, TenantId, UserId};
 pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};
+pub use relay::{
+    AttachmentLimitMb, Port, RelayHost, RetrySchedule, SecurityMode, SmtpTimeout, ThrottleRate,
+};
 pub use role::Role;
 pub use tenant::{DomainName, TenantName, TenantSlug};
 pub use time::Timestamp;
