@@ -51,6 +51,21 @@ async fn migrations_are_idempotent() {
     assert_eq!(again.migrate().await.unwrap(), 0);
 }
 
+/// A tenant made through the use case the CLI calls.
+async fn new_tenant(herald: &herald_app::Herald, slug: &str) -> herald_domain::TenantId {
+    herald
+        .create_tenant(herald_app::NewTenant {
+            slug: slug.into(),
+            name: None,
+            domains: vec![format!("mail.{slug}.example")],
+            owner_email: format!("o@{slug}.example"),
+        })
+        .await
+        .unwrap()
+        .tenant
+        .id
+}
+
 fn ring(entries: &[&str]) -> KeyRing {
     KeyRing::parse(&SecretString::from(entries.join(","))).unwrap()
 }
@@ -148,16 +163,8 @@ async fn rotation_reseals_everything_and_the_old_key_can_go() {
     let new = master_key("new");
     let config = config_for(&db, &[("HERALD_MASTER_KEYS", &old)]);
     let herald = herald::open(&config).await.unwrap();
-    let created = herald
-        .create_tenant(herald_app::NewTenant {
-            slug: "rotate".into(),
-            name: None,
-            domains: vec!["mail.rotate.example".into()],
-            owner_email: "o@rotate.example".into(),
-        })
-        .await
-        .unwrap();
-    let tenant = created.tenant.id;
+    let tenant_id = new_tenant(&herald, "rotate").await;
+    let tenant = tenant_id;
     let rows: Vec<String> = (0..450).map(|i| format!("row-{i}")).collect();
     let tx = herald.store().begin().await.unwrap();
     for row in &rows {
@@ -214,18 +221,10 @@ async fn refuses_to_start_without_the_key_that_sealed_stored_data() {
     let herald = herald::open(&config).await.unwrap();
     let key_file = db.dir.path().join("master.key");
     assert!(key_file.exists());
-    let created = herald
-        .create_tenant(herald_app::NewTenant {
-            slug: "lost".into(),
-            name: None,
-            domains: vec!["mail.lost.example".into()],
-            owner_email: "o@lost.example".into(),
-        })
-        .await
-        .unwrap();
+    let tenant_id = new_tenant(&herald, "lost").await;
     let tx = herald.store().begin().await.unwrap();
     let slot = Slot {
-        tenant: created.tenant.id,
+        tenant: tenant_id,
         table: "relay_profile",
         row: "p1",
         field: "password",
