@@ -77,6 +77,16 @@ id_type!(
     AuditEntryId,
     "audit_entry_id"
 );
+id_type!(
+    /// A named relay profile: how a tenant's mail leaves.
+    RelayProfileId,
+    "relay_profile_id"
+);
+id_type!(
+    /// A sender identity: a mailbox a user (or a department) sends as.
+    IdentityId,
+    "identity_id"
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,8 +3,13 @@
 //! so code that receives one never validates it again ("parse, don't validate").
 
 pub mod audit;
+pub mod delivery;
 pub mod email;
+pub mod identity;
 pub mod ids;
+#[cfg(feature = "openapi")]
+mod openapi;
+pub mod profile;
 pub mod records;
 pub mod relay;
 pub mod role;
@@ -13,8 +18,15 @@ pub mod text;
 pub mod time;
 
 pub use audit::{AuditAction, ChangedFields};
+pub use delivery::{BatchSize, BounceMailbox, DeliverySettings, MailboxAuth, MailboxProtocol};
 pub use email::{DisplayName, EmailAddress};
-pub use ids::{ApiKeyId, AuditEntryId, SessionId, TenantId, UserId};
+pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
+pub use ids::{ApiKeyId, AuditEntryId, IdentityId, RelayProfileId, SessionId, TenantId, UserId};
+pub use profile::{
+    AttachmentPolicy, BaseUrl, CaCertificates, DisplayNameRule, FromMailbox, MailgunRegion,
+    MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, SenderPolicy,
+    SmtpAuth, SmtpRelay, SmtpUsername, TlsTrust, Transport,
+};
 pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};
 pub use relay::{
     AttachmentLimitMb, Port, RelayHost, RetrySchedule, SecurityMode, SmtpTimeout, ThrottleRate,

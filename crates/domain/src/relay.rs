@@ -12,6 +12,7 @@ use crate::{DomainName, InvalidInput};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityMode {
     /// Plain SMTP (port 25).
