@@ -131,8 +131,8 @@ async fn audit_pages_by_keyset_newest_first() {
             None => break,
         }
     }
-    // 7 renames + tenant, owner and key creation.
-    assert_eq!(seen.len(), 10);
+    // 7 renames + tenant, owner, sandbox profile and key creation.
+    assert_eq!(seen.len(), 11);
     let mut sorted = seen.clone();
     sorted.sort();
     sorted.reverse();

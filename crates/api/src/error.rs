@@ -61,6 +61,12 @@ fn classify(err: AppError) -> (StatusCode, &'static str, String, Option<String>)
             e.to_string(),
             Some(e.field.to_owned()),
         ),
+        AppError::InvalidField { field, message } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            message,
+            Some(field).filter(|f| !f.is_empty()),
+        ),
         AppError::NotFound(what) => (
             StatusCode::NOT_FOUND,
             "not_found",

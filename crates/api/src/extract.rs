@@ -1,9 +1,11 @@
 //! Extractors: who is calling (API key or portal session) and whether their
 //! role is enough, visible in each handler's signature.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -130,7 +132,8 @@ impl FromRequestParts<AppState> for MailgunCaller {
     }
 }
 
-/// `axum::Json` whose rejections speak the /api/v1 error shape.
+/// A JSON body whose errors speak the /api/v1 error shape and name the field
+/// at fault by its path (`transport.port`, `purposes[1].from.address`).
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
@@ -141,9 +144,104 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Self(value))
+        let json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a body with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "invalid_body"
+            };
+            ApiError::new(status, code, r.body_text())
+        })?;
+        from_json_at(&bytes, "").map(Self)
     }
+}
+
+/// Parses JSON text; a data error names its field by path, prefixed with
+/// `prefix` when the document is part of a larger one.
+pub fn from_json_at<T: DeserializeOwned>(bytes: &[u8], prefix: &str) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| path_error(e, prefix))
+}
+
+/// Like [`from_json_at`], from a parsed value.
+pub fn from_value_at<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| path_error(e, prefix))
+}
+
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_json",
+            format!("invalid JSON: {inner}"),
+        );
+    }
+    let field = match (prefix.is_empty(), path == ".") {
+        (true, true) => String::new(),
+        (true, false) => path,
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}.{path}"),
+    };
+    let text = inner.to_string();
+    // serde names an unknown or missing field inside its message; point at it.
+    let named = text
+        .split('`')
+        .nth(1)
+        .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"));
+    let field = match named {
+        Some(name) if field.is_empty() => name.to_owned(),
+        Some(name) if field != name && !field.ends_with(&format!(".{name}")) => {
+            format!("{field}.{name}")
+        }
+        _ => field,
+    };
+    if named.is_some() {
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            text.split(" at line ").next().unwrap_or(&text),
+        );
+        err.field = Some(field);
+        return err;
+    }
+    // A domain parser's message starts with its own short field name.
+    let reason = text
+        .split_once(": ")
+        .map(|(_, r)| r)
+        .filter(|_| named.is_none())
+        .unwrap_or(&text);
+    let reason = reason.split(" at line ").next().unwrap_or(reason);
+    let mut err = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        if field.is_empty() {
+            reason.to_owned()
+        } else {
+            format!("{field}: {reason}")
+        },
+    );
+    err.field = Some(field).filter(|f| !f.is_empty());
+    err
 }
 
 /// `axum::extract::Query` whose rejections speak the /api/v1 error shape.

@@ -7,6 +7,9 @@ pub enum AppError {
     /// Input that does not parse or breaks a rule; names the field.
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
+    /// Input refused at a nested field, named by its dotted path.
+    #[error("{message}")]
+    InvalidField { field: String, message: String },
     /// No such resource in the caller's tenant (also: it is another tenant's).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -5,7 +5,10 @@ mod access;
 mod api_keys;
 mod audit;
 mod error;
+mod identities;
+mod json;
 mod keys;
+mod relay_profiles;
 mod tenants;
 mod users;
 
@@ -19,7 +22,10 @@ pub use access::{LoginSession, Page};
 pub use api_keys::{CreatedApiKey, NewApiKey};
 pub use audit::AuditCursor;
 pub use error::AppError;
+pub use herald_store::relay_profiles::Routing;
+pub use identities::{AuthInput, IdentityPatch, IdentityView, NewIdentity};
 pub use keys::{SealedKeyCheck, missing_key_ids};
+pub use relay_profiles::{ProfileSecrets, ProfileView, SecretsSet};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
 pub use users::{CreatedUser, NewUser, UserPatch};
 

@@ -5,7 +5,11 @@ use herald_domain::{
     Actor, AuditAction, ChangedFields, DisplayName, DomainName, EmailAddress, InvalidInput,
     Principal, Role, Tenant, TenantId, TenantName, TenantSlug, Timestamp, User, UserId,
 };
-use herald_store::{tenants, users};
+use herald_domain::{
+    AttachmentPolicy, DeliverySettings, FromMailbox, ProfileName, ProfileSettings, RelayProfile,
+    RelayProfileId, SenderPolicy, Transport,
+};
+use herald_store::{relay_profiles, tenants, users};
 
 use crate::access::Require;
 use crate::api_keys::{CreatedApiKey, NewApiKey};
@@ -45,6 +49,47 @@ pub(crate) fn parse_domains(domains: &[String]) -> Result<Vec<DomainName>, Inval
     parsed.sort();
     parsed.dedup();
     Ok(parsed)
+}
+
+/// Every tenant starts with a sandbox profile as its default: mail is
+/// accepted and recorded, nothing leaves, until an admin adds a real relay.
+fn sandbox_profile(tenant: &Tenant, owner: &User) -> RelayProfile {
+    let from = if tenant
+        .domains
+        .iter()
+        .any(|d| d.as_str() == owner.email.domain())
+    {
+        owner.email.clone()
+    } else {
+        let domain = tenant
+            .domains
+            .first()
+            .map(|d| d.as_str())
+            .unwrap_or_default();
+        EmailAddress::parse(&format!("postmaster@{domain}")).unwrap_or_else(|_| owner.email.clone())
+    };
+    RelayProfile {
+        id: RelayProfileId::new(),
+        tenant_id: tenant.id,
+        settings: ProfileSettings {
+            name: ProfileName::parse("Sandbox").unwrap_or_else(|_| unreachable!("a valid name")),
+            transport: Transport::Sandbox,
+            from: FromMailbox {
+                address: from,
+                name: Some(
+                    DisplayName::parse(tenant.name.as_str())
+                        .unwrap_or_else(|_| unreachable!("tenant names are display names")),
+                ),
+            },
+            purposes: Vec::new(),
+            policy: SenderPolicy::default(),
+            attachments: AttachmentPolicy::default(),
+            delivery: DeliverySettings::default(),
+            bounce_mailbox: None,
+        },
+        created_at: tenant.created_at,
+        updated_at: tenant.created_at,
+    }
 }
 
 impl Herald {
@@ -104,6 +149,28 @@ impl Herald {
             AuditAction::Create,
             "user",
             &owner.id.to_string(),
+            fields,
+        )
+        .await?;
+        let sandbox = sandbox_profile(&tenant, &owner);
+        relay_profiles::insert(tx.conn(), &sandbox).await?;
+        relay_profiles::set_routing(
+            tx.conn(),
+            tenant.id,
+            &relay_profiles::Routing {
+                default: Some(sandbox.id),
+                purposes: Vec::new(),
+            },
+        )
+        .await?;
+        let fields = ChangedFields::of(&["settings", "default"]);
+        let sandbox_id = sandbox.id.to_string();
+        record(
+            tx.conn(),
+            &cli,
+            AuditAction::Create,
+            "relay_profile",
+            &sandbox_id,
             fields,
         )
         .await?;

@@ -5,12 +5,16 @@ use herald_crypto::{SecretString, generate_password, hash_password, verify_passw
 use herald_domain::{
     Actor, AuditAction, ChangedFields, EmailAddress, InvalidInput, Role, Timestamp, User, UserId,
 };
-use herald_store::{Connection, sessions, users};
+use herald_store::{Connection, identities, relay_profiles, secrets, sessions, users};
 
 use crate::access::{Page, Require};
 use crate::audit::record;
 use crate::tenants::optional_display_name;
 use crate::{AppError, Herald};
+
+fn identities_table() -> &'static str {
+    crate::identities::TABLE
+}
 
 const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -188,6 +192,37 @@ impl Herald {
             .ok_or(AppError::NotFound("user"))?;
         guard_owner_role(actor, user.role)?;
         guard_last_owner(tx.conn(), &user).await?;
+        if let Some(p) = relay_profiles::notifying(tx.conn(), actor.tenant_id, id)
+            .await?
+            .first()
+        {
+            return Err(AppError::conflict(
+                None,
+                format!(
+                    "{} is the Notify User of relay profile {:?}; choose another first",
+                    user.email,
+                    p.as_str()
+                ),
+            ));
+        }
+        // Their identities go with them (the rows by cascade): wipe the secrets.
+        for identity in identities::owned_by(tx.conn(), actor.tenant_id, id).await? {
+            if let Some(p) = relay_profiles::bouncing_to(tx.conn(), actor.tenant_id, identity)
+                .await?
+                .first()
+            {
+                return Err(AppError::conflict(
+                    None,
+                    format!(
+                        "relay profile {:?} reads its bounce mailbox as {}'s identity; change it first",
+                        p.as_str(),
+                        user.email
+                    ),
+                ));
+            }
+            let row = identity.to_string();
+            secrets::delete_row(tx.conn(), actor.tenant_id, identities_table(), &row).await?;
+        }
         users::delete(tx.conn(), actor.tenant_id, id).await?;
         record(
             tx.conn(),

@@ -24,8 +24,8 @@ pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
 pub use ids::{ApiKeyId, AuditEntryId, IdentityId, RelayProfileId, SessionId, TenantId, UserId};
 pub use profile::{
     AttachmentPolicy, BaseUrl, CaCertificates, DisplayNameRule, FromMailbox, MailgunRegion,
-    MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, SenderPolicy,
-    SmtpAuth, SmtpRelay, SmtpUsername, TlsTrust, Transport,
+    MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, RelayProfile,
+    SenderPolicy, SmtpAuth, SmtpRelay, SmtpUsername, TlsTrust, Transport,
 };
 pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};
 pub use relay::{

@@ -495,6 +495,16 @@ impl ProfileSettings {
     }
 }
 
+/// A tenant's named relay profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayProfile {
+    pub id: crate::RelayProfileId,
+    pub tenant_id: crate::TenantId,
+    pub settings: ProfileSettings,
+    pub created_at: crate::Timestamp,
+    pub updated_at: crate::Timestamp,
+}
+
 fn list(domains: &[DomainName]) -> String {
     domains
         .iter()

@@ -10,6 +10,8 @@ pub mod audit;
 mod convert;
 mod entity;
 mod error;
+pub mod identities;
+pub mod relay_profiles;
 pub mod secrets;
 pub mod sessions;
 pub mod tenants;

@@ -2,6 +2,8 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod identities;
+pub mod relay_profiles;
 pub mod tenant;
 pub mod users;
 
@@ -38,6 +40,30 @@ pub fn router() -> Router<AppState> {
             get(api_keys::get_key).delete(api_keys::delete_key),
         )
         .route("/audit", get(audit::list_audit))
+        .route(
+            "/relay-profiles",
+            get(relay_profiles::list_profiles).post(relay_profiles::create_profile),
+        )
+        .route(
+            "/relay-profiles/{id}",
+            get(relay_profiles::get_profile)
+                .patch(relay_profiles::update_profile)
+                .delete(relay_profiles::delete_profile),
+        )
+        .route(
+            "/relay-routing",
+            get(relay_profiles::get_routing).put(relay_profiles::put_routing),
+        )
+        .route(
+            "/identities",
+            get(identities::list_identities).post(identities::create_identity),
+        )
+        .route(
+            "/identities/{id}",
+            get(identities::get_identity)
+                .patch(identities::update_identity)
+                .delete(identities::delete_identity),
+        )
 }
 
 /// Keyset paging: `limit` (1–500, default 100) and the `cursor` a previous

@@ -2,7 +2,11 @@
 
 pub mod api_key;
 pub mod audit_entry;
+pub mod identity_user;
+pub mod relay_profile;
+pub mod relay_route;
 pub mod sealed_secret;
+pub mod sender_identity;
 pub mod session;
 pub mod tenant;
 pub mod tenant_domain;
