@@ -2,6 +2,8 @@
 
 mod access;
 mod http;
+mod identities;
 mod portal;
+mod profiles;
 mod storage;
 mod users;

@@ -53,6 +53,53 @@ impl TestDb {
         };
         Self { url, dir }
     }
+
+    /// Every stored byte as text (SQLite: the database and WAL files;
+    /// PostgreSQL: every row of every table), to prove a secret is not in it.
+    pub async fn dump(&self) -> String {
+        match backend() {
+            Backend::Sqlite => {
+                let mut out = String::new();
+                for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+                    if entry.file_name().to_string_lossy().starts_with("herald.db") {
+                        let bytes = std::fs::read(entry.path()).unwrap();
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                out
+            }
+            Backend::Postgres => {
+                use sea_orm::{ConnectionTrait, Statement};
+                let store = Store::connect(&self.url).await.unwrap();
+                let db = store.read();
+                let be = db.get_database_backend();
+                let tables = db
+                    .query_all_raw(Statement::from_string(
+                        be,
+                        "SELECT table_name::text AS t FROM information_schema.tables \
+                         WHERE table_schema = 'public'",
+                    ))
+                    .await
+                    .unwrap();
+                let mut out = String::new();
+                for row in tables {
+                    let table: String = row.try_get("", "t").unwrap();
+                    let sql = format!(
+                        "SELECT COALESCE(string_agg(x::text, ' '), '') AS d FROM \"{table}\" x"
+                    );
+                    let rows = db
+                        .query_all_raw(Statement::from_string(be, sql))
+                        .await
+                        .unwrap();
+                    for r in rows {
+                        out.push_str(&r.try_get::<String>("", "d").unwrap());
+                    }
+                }
+                store.close().await;
+                out
+            }
+        }
+    }
 }
 
 /// A fresh random master-key entry.
@@ -85,6 +132,14 @@ pub struct TestTenant {
     pub admin_key: String,
     pub owner_email: String,
     pub owner_password: String,
+}
+
+/// A signed-in portal user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub cookie: String,
 }
 
 pub struct TestApp {
@@ -178,6 +233,53 @@ impl TestApp {
         body: Option<Value>,
     ) -> (u16, Value) {
         let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A user of `role` created over the API and signed in: their id and
+    /// session cookie.
+    pub async fn user(&self, tenant: &TestTenant, local: &str, role: &str) -> TestUser {
+        let email = format!("{local}@{}", tenant.domain);
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                &tenant.admin_key,
+                Some(serde_json::json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let password = body["one_time_password"].as_str().unwrap().to_owned();
+        let session = self
+            .herald()
+            .login(&tenant.slug, &email, &password.as_str().into())
+            .await
+            .expect("sign in");
+        TestUser {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            email,
+            cookie: format!("herald_session={}", session.token.expose()),
+        }
+    }
+
+    /// One JSON request in a signed-in user's session.
+    pub async fn send_as(
+        &self,
+        user: &TestUser,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("cookie", &user.cookie);
         if let Some(body) = body {
             req = req.json(&body);
         }

@@ -11,10 +11,15 @@ use crate::AppError;
 /// (`transport.port`).
 pub(crate) fn parse_at<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        // A domain parser's message already starts with its own field name.
+        // A domain parser's message starts with its own field name; a check
+        // over a whole section names the nested field in full.
         let message = match inner.split_once(": ") {
+            Some((named, rest)) if named.starts_with(&format!("{path}.")) => {
+                path = named.to_owned();
+                format!("{path}: {rest}")
+            }
             Some((_, rest)) if !path.is_empty() && path != "." => format!("{path}: {rest}"),
             _ => inner,
         };

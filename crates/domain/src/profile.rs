@@ -216,10 +216,12 @@ impl BaseUrl {
 
 crate::tenant::string_conversions!(BaseUrl);
 
-/// How a profile's mail leaves Herald.
+/// How a profile's mail leaves Herald: `{"smtp": {...}}`,
+/// `{"mailgun": {...}}` or `"sandbox"`. (Externally tagged, so an error in a
+/// nested field is reported at its full path.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Transport {
     Smtp(SmtpRelay),
     Mailgun(MailgunRelay),

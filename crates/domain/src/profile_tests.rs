@@ -12,10 +12,10 @@ fn settings(v: serde_json::Value) -> Result<ProfileSettings, String> {
 fn office365() -> serde_json::Value {
     json!({
         "name": "District Office 365",
-        "transport": {
-            "kind": "smtp", "host": "smtp.office365.com", "security": "starttls_required",
+        "transport": {"smtp": {
+            "host": "smtp.office365.com", "security": "starttls_required",
             "timeout_seconds": 60, "auth": {"mode": "identity"}
-        },
+        }},
         "from": {"address": "office@school.example", "name": "Springfield District"},
         "purposes": [
             {"name": "Gradebook", "from": {"address": "grades@school.example"}},
@@ -58,12 +58,12 @@ fn a_full_profile_parses_with_defaults_filled_in() {
 #[test]
 fn each_bad_field_is_refused() {
     let cases = [
-        ("/transport/port", json!(0), "port"),
-        ("/transport/port", json!(70000), "port"),
-        ("/transport/timeout_seconds", json!(45), "30, 60"),
-        ("/transport/security", json!("ssl"), "unknown variant"),
+        ("/transport/smtp/port", json!(0), "port"),
+        ("/transport/smtp/port", json!(70000), "port"),
+        ("/transport/smtp/timeout_seconds", json!(45), "30, 60"),
+        ("/transport/smtp/security", json!("ssl"), "unknown variant"),
         (
-            "/transport/host",
+            "/transport/smtp/host",
             json!("smtp.example.com\r\nX: y"),
             "control",
         ),
@@ -124,7 +124,8 @@ fn cross_field_rules() {
 #[test]
 fn secrets_follow_the_transport() {
     let mut v = office365();
-    v["transport"]["auth"] = json!({"mode": "password", "username": "relay@school.example"});
+    v["transport"]["smtp"]["auth"] =
+        json!({"mode": "password", "username": "relay@school.example"});
     v["bounce_mailbox"] = json!({
         "protocol": "imap", "host": "imap.school.example", "username": "bounces",
         "auth": {"mode": "password"}
@@ -138,7 +139,7 @@ fn secrets_follow_the_transport() {
 
     let mailgun = settings(json!({
         "name": "Mailgun EU",
-        "transport": {"kind": "mailgun", "domain": "mg.school.example", "region": "eu"},
+        "transport": {"mailgun": {"domain": "mg.school.example", "region": "eu"}},
         "from": {"address": "office@school.example"}
     }))
     .unwrap();
