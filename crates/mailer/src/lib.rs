@@ -1,0 +1,17 @@
+//! Herald's relays: SMTP (lettre over Herald's own stream, with TLS,
+//! TCP_NODELAY and a recorded conversation), the Mailgun HTTP API, and the
+//! sandbox. Every failure is classified and explained.
+
+mod diagnosis;
+pub mod mailgun;
+pub mod message;
+pub mod smtp;
+mod tls;
+mod transcript;
+mod wire;
+
+pub use diagnosis::{Diagnosis, Failure, FailureKind, Stage, diagnose};
+pub use message::{MessageError, TestMessage};
+pub use smtp::{SessionReport, SmtpLogin, send_once};
+pub use tls::parse_ca_pem;
+pub use transcript::Reply;
