@@ -6,4 +6,5 @@ mod identities;
 mod portal;
 mod profiles;
 mod storage;
+mod test_send;
 mod users;

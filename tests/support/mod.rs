@@ -2,6 +2,8 @@
 //! PostgreSQL database on the cluster scripts/test started) and its own
 //! Herald listening on a free loopback port, reached over real HTTP.
 
+pub mod peers;
+
 use std::net::SocketAddr;
 
 use herald::{Config, Running};

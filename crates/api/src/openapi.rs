@@ -39,6 +39,8 @@ use crate::{health, v1};
         v1::identities::get_identity,
         v1::identities::update_identity,
         v1::identities::delete_identity,
+        v1::test_send::test_profile,
+        v1::test_send::test_identity,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -108,7 +108,7 @@ impl Herald {
     }
 
     /// Admins manage any identity; others only the ones they own.
-    fn require_manage(actor: &Actor, identity: &SenderIdentity) -> Result<(), AppError> {
+    pub(crate) fn require_manage(actor: &Actor, identity: &SenderIdentity) -> Result<(), AppError> {
         if actor.role.includes(Role::Admin) {
             return Ok(());
         }

@@ -10,6 +10,7 @@ mod json;
 mod keys;
 mod relay_profiles;
 mod tenants;
+mod test_send;
 mod users;
 
 use std::sync::Arc;
@@ -22,11 +23,13 @@ pub use access::{LoginSession, Page};
 pub use api_keys::{CreatedApiKey, NewApiKey};
 pub use audit::AuditCursor;
 pub use error::AppError;
+pub use herald_mailer::{Diagnosis, Reply, Stage};
 pub use herald_store::relay_profiles::Routing;
 pub use identities::{AuthInput, IdentityPatch, IdentityView, NewIdentity};
 pub use keys::{SealedKeyCheck, missing_key_ids};
 pub use relay_profiles::{ProfileSecrets, ProfileView, SecretsSet};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
+pub use test_send::TestSendReport;
 pub use users::{CreatedUser, NewUser, UserPatch};
 
 /// Settings the use cases need.
@@ -50,14 +53,21 @@ pub struct Herald {
     store: Store,
     keys: Arc<KeyRing>,
     settings: AppSettings,
+    /// For HTTP relays (Mailgun); never follows redirects.
+    http: reqwest::Client,
 }
 
 impl Herald {
     pub fn new(store: Store, keys: Arc<KeyRing>, settings: AppSettings) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         Self {
             store,
             keys,
             settings,
+            http,
         }
     }
 

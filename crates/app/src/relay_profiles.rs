@@ -260,6 +260,14 @@ impl Herald {
             .await?
             .ok_or(AppError::NotFound("tenant"))?;
         s.check(&tenant.domains)?;
+        if let herald_domain::Transport::Smtp(smtp) = &s.transport
+            && let Some(pem) = &smtp.trust.extra_ca_pem
+        {
+            herald_mailer::parse_ca_pem(pem.as_str()).map_err(|e| AppError::InvalidField {
+                field: "transport.smtp.trust.extra_ca_pem".into(),
+                message: format!("transport.smtp.trust.extra_ca_pem: {}", e.reason),
+            })?;
+        }
         if let Some(user) = s.attachments.notify_user_id
             && users::get(db, tenant_id, user).await?.is_none()
         {

@@ -85,9 +85,12 @@ pub async fn send_once(
     let recorded = wire_slot
         .and_then(|w: Wire| w.transcript())
         .unwrap_or_default();
+    // lettre sends QUIT after a refusal: the refusal, not the last reply,
+    // says what failed and at which step.
     let result = result.map_err(|mut f| {
-        if matches!(f.kind, FailureKind::Rejected) {
-            f.reply = recorded.last_reply().cloned();
+        if let (FailureKind::Rejected, Some((reply, stage))) = (f.kind, recorded.refusal()) {
+            f.reply = Some(reply);
+            f.stage = stage;
         }
         f
     });

@@ -65,6 +65,8 @@ pub struct Transcript {
     state: Option<ClientState>,
     awaiting_data_reply: bool,
     last_verb: String,
+    /// The last 4xx/5xx reply and the command it answered.
+    refusal: Option<(Reply, String)>,
 }
 
 const MASK: &str = "********";
@@ -79,20 +81,39 @@ impl Transcript {
     }
 
     /// The last complete reply the server sent.
+    #[cfg(test)]
     pub fn last_reply(&self) -> Option<&Reply> {
         self.last_reply.as_ref()
     }
 
+    /// The last 4xx or 5xx reply and the step whose command it answered
+    /// (lettre sends QUIT after a refusal, so the last reply is not it).
+    pub fn refusal(&self) -> Option<(Reply, crate::Stage)> {
+        self.refusal
+            .as_ref()
+            .map(|(r, verb)| (r.clone(), stage_of(verb)))
+    }
+
     /// The step of the last command the client sent.
     pub fn last_command_stage(&self) -> crate::Stage {
-        match self.last_verb.as_str() {
+        stage_of(&self.last_verb)
+    }
+}
+
+fn stage_of(verb: &str) -> crate::Stage {
+    {
+        match verb {
             "RCPT" => crate::Stage::RcptTo,
             "DATA" => crate::Stage::Data,
             "AUTH" => crate::Stage::Auth,
+            "STARTTLS" => crate::Stage::Starttls,
+            "EHLO" | "HELO" | "" => crate::Stage::Greeting,
             _ => crate::Stage::MailFrom,
         }
     }
+}
 
+impl Transcript {
     /// A remark of Herald's own (`*`), such as a TLS handshake.
     pub fn note(&mut self, line: &str) {
         self.lines.push(format!("* {line}"));
@@ -169,6 +190,9 @@ impl Transcript {
         }
         let reply = Reply::parse(&std::mem::take(&mut self.reply_lines));
         if let Some(r) = &reply {
+            if r.code >= 400 {
+                self.refusal = Some((r.clone(), self.last_verb.clone()));
+            }
             match (self.state(), r.code) {
                 (ClientState::Auth, 334) => {}
                 (ClientState::Auth, _) => self.state = Some(ClientState::Commands),

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod identities;
 pub mod relay_profiles;
 pub mod tenant;
+pub mod test_send;
 pub mod users;
 
 use axum::Router;
@@ -50,6 +51,8 @@ pub fn router() -> Router<AppState> {
                 .patch(relay_profiles::update_profile)
                 .delete(relay_profiles::delete_profile),
         )
+        .route("/relay-profiles/{id}/test", post(test_send::test_profile))
+        .route("/identities/{id}/test", post(test_send::test_identity))
         .route(
             "/relay-routing",
             get(relay_profiles::get_routing).put(relay_profiles::put_routing),

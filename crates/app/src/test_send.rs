@@ -1,0 +1,313 @@
+//! "Send test email": a real message through a profile or an identity, with
+//! the conversation (secrets masked) and a diagnosis when it fails.
+
+use herald_crypto::SecretString;
+use herald_domain::{
+    Actor, DisplayName, EmailAddress, IdentityAuth, IdentityStatus, InvalidInput, RelayProfile,
+    Role, SmtpAuth, Timestamp, Transport,
+};
+use herald_mailer::{Diagnosis, Reply, SmtpLogin, Stage, TestMessage, diagnose, mailgun};
+use herald_store::{Connection, identities, relay_profiles, secrets, users};
+
+use crate::access::Require;
+use crate::identities::{identity_slot, parse_identity_id};
+use crate::relay_profiles::{TABLE as PROFILE_TABLE, parse_profile_id};
+use crate::{AppError, Herald};
+
+/// What a test send did.
+#[derive(Debug, Clone)]
+pub struct TestSendReport {
+    pub ok: bool,
+    pub from: EmailAddress,
+    pub to: EmailAddress,
+    /// smtp | mailgun | sandbox
+    pub transport: &'static str,
+    pub stage: Option<Stage>,
+    pub reply: Option<Reply>,
+    pub diagnosis: Option<Diagnosis>,
+    pub transcript: Vec<String>,
+    pub elapsed_ms: u64,
+    /// For an identity: its status after the test.
+    pub identity_status: Option<IdentityStatus>,
+}
+
+/// Who sends the test, and as whom.
+struct Sender<'a> {
+    from: &'a EmailAddress,
+    from_name: Option<&'a DisplayName>,
+    login: Option<SmtpLogin>,
+}
+
+fn not_sent(code: &'static str, message: String, sender_auth: bool) -> Diagnosis {
+    Diagnosis {
+        code,
+        message,
+        sender_auth,
+    }
+}
+
+fn secret_text(bytes: Option<herald_crypto::Secret<Vec<u8>>>) -> Option<SecretString> {
+    bytes.map(|b| SecretString::new(String::from_utf8_lossy(b.expose()).into_owned()))
+}
+
+impl Herald {
+    /// The `to` given, or the caller's own address.
+    async fn test_recipient(
+        &self,
+        db: &impl Connection,
+        actor: &Actor,
+        to: Option<&str>,
+    ) -> Result<EmailAddress, AppError> {
+        if let Some(to) = to {
+            return Ok(EmailAddress::parse(to).map_err(|e| e.at("to"))?);
+        }
+        let user = match actor.user_id() {
+            Some(id) => users::get(db, actor.tenant_id, id).await?,
+            None => None,
+        };
+        user.map(|u| u.email).ok_or_else(|| {
+            InvalidInput::new("to", "is required when an API key sends the test").into()
+        })
+    }
+
+    /// POST /relay-profiles/{id}/test: the profile's own credentials and From.
+    pub async fn test_relay_profile(
+        &self,
+        actor: &Actor,
+        id: &str,
+        to: Option<&str>,
+    ) -> Result<TestSendReport, AppError> {
+        actor.require(Role::Admin)?;
+        let id = parse_profile_id(id)?;
+        let db = self.store.read();
+        let profile = relay_profiles::get(db, actor.tenant_id, id)
+            .await?
+            .ok_or(AppError::NotFound("relay profile"))?;
+        let to = self.test_recipient(db, actor, to).await?;
+        let row = id.to_string();
+        let login = match &profile.settings.transport {
+            Transport::Smtp(smtp) => match &smtp.auth {
+                SmtpAuth::None => None,
+                SmtpAuth::Password { username } => {
+                    let slot = secrets::Slot {
+                        tenant: actor.tenant_id,
+                        table: PROFILE_TABLE,
+                        row: &row,
+                        field: "password",
+                    };
+                    let password = secret_text(secrets::get(db, &self.keys, slot).await?)
+                        .ok_or_else(|| InvalidInput::new("secrets.password", "is not set"))?;
+                    Some(SmtpLogin::Password {
+                        username: username.to_string(),
+                        password,
+                    })
+                }
+                SmtpAuth::Identity => {
+                    return Err(InvalidInput::new(
+                        "auth",
+                        "this profile signs in as each sender's identity: test one of its \
+                         identities (POST /api/v1/identities/{id}/test)",
+                    )
+                    .into());
+                }
+            },
+            _ => None,
+        };
+        let from = profile.settings.from.clone();
+        let sender = Sender {
+            from: &from.address,
+            from_name: from.name.as_ref(),
+            login,
+        };
+        self.run_test(&profile, sender, &to).await
+    }
+
+    /// POST /identities/{id}/test: the identity's own credentials, its
+    /// address as From. Success marks it connected; refused credentials mark
+    /// it failing.
+    pub async fn test_identity(
+        &self,
+        actor: &Actor,
+        id: &str,
+        to: Option<&str>,
+    ) -> Result<TestSendReport, AppError> {
+        let id = parse_identity_id(id)?;
+        let db = self.store.read();
+        let identity = self.visible_identity(db, actor, id).await?;
+        Self::require_manage(actor, &identity)?;
+        let to = self.test_recipient(db, actor, to).await?;
+        let profile = relay_profiles::get(db, actor.tenant_id, identity.profile_id)
+            .await?
+            .ok_or(AppError::NotFound("relay profile"))?;
+        let row = id.to_string();
+        let mut early = None;
+        let login = match (&profile.settings.transport, &identity.auth) {
+            (Transport::Smtp(_), IdentityAuth::Password { .. }) => {
+                let slot = identity_slot(actor.tenant_id, &row, "password");
+                match secret_text(secrets::get(db, &self.keys, slot).await?) {
+                    Some(password) => Some(SmtpLogin::Password {
+                        username: identity.username().to_owned(),
+                        password,
+                    }),
+                    None => {
+                        early = Some(not_sent(
+                            "password_missing",
+                            "This identity has no password yet: set one, then test again.".into(),
+                            true,
+                        ));
+                        None
+                    }
+                }
+            }
+            (Transport::Smtp(_), IdentityAuth::OAuth { .. }) => {
+                let slot = identity_slot(actor.tenant_id, &row, "access_token");
+                match secret_text(secrets::get(db, &self.keys, slot).await?) {
+                    Some(token) => Some(SmtpLogin::Xoauth2 {
+                        username: identity.address.to_string(),
+                        access_token: token,
+                    }),
+                    None => {
+                        early = Some(not_sent(
+                            "not_connected",
+                            "This identity is not connected yet: Authenticate with MFA first."
+                                .into(),
+                            true,
+                        ));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let sender = Sender {
+            from: &identity.address,
+            from_name: identity.display_name.as_ref(),
+            login,
+        };
+        let mut report = match early {
+            Some(d) => TestSendReport {
+                ok: false,
+                from: identity.address.clone(),
+                to,
+                transport: profile.settings.transport.kind(),
+                stage: None,
+                reply: None,
+                diagnosis: Some(d),
+                transcript: Vec::new(),
+                elapsed_ms: 0,
+                identity_status: None,
+            },
+            None => self.run_test(&profile, sender, &to).await?,
+        };
+        let status = match (&report.diagnosis, report.ok) {
+            (_, true) => Some((IdentityStatus::Connected, None)),
+            (Some(d), false) if d.sender_auth => {
+                Some((IdentityStatus::Failing, Some(d.message.clone())))
+            }
+            (Some(d), false) => Some((identity.status, Some(d.message.clone()))),
+            (None, false) => None,
+        };
+        if let Some((status, error)) = status {
+            let tx = self.store.begin().await?;
+            identities::set_status(tx.conn(), actor.tenant_id, id, status, error.as_deref())
+                .await?;
+            tx.commit().await?;
+            report.identity_status = Some(status);
+        }
+        Ok(report)
+    }
+
+    async fn run_test(
+        &self,
+        profile: &RelayProfile,
+        sender: Sender<'_>,
+        to: &EmailAddress,
+    ) -> Result<TestSendReport, AppError> {
+        let name = profile.settings.name.as_str();
+        let subject = format!("Herald test message: {name}");
+        let text = format!(
+            "This is a test message sent by Herald through the relay profile \"{name}\" at {}.\r\n\
+             If you can read it, this sender works.\r\n",
+            Timestamp::now().to_rfc3339()
+        );
+        let mut report = TestSendReport {
+            ok: false,
+            from: sender.from.clone(),
+            to: to.clone(),
+            transport: profile.settings.transport.kind(),
+            stage: None,
+            reply: None,
+            diagnosis: None,
+            transcript: Vec::new(),
+            elapsed_ms: 0,
+            identity_status: None,
+        };
+        match &profile.settings.transport {
+            Transport::Sandbox => {
+                report.ok = true;
+                report.transcript = vec![format!(
+                    "* sandbox: message from {} to {to} accepted and recorded; nothing left Herald",
+                    sender.from
+                )];
+            }
+            Transport::Mailgun(relay) => {
+                let row = profile.id.to_string();
+                let slot = secrets::Slot {
+                    tenant: profile.tenant_id,
+                    table: PROFILE_TABLE,
+                    row: &row,
+                    field: "api_key",
+                };
+                let key = secret_text(secrets::get(self.store.read(), &self.keys, slot).await?)
+                    .ok_or_else(|| InvalidInput::new("secrets.api_key", "is not set"))?;
+                let from = match sender.from_name {
+                    Some(n) => format!("\"{}\" <{}>", n.as_str().replace('"', "'"), sender.from),
+                    None => sender.from.to_string(),
+                };
+                let msg = mailgun::MailgunMessage {
+                    from: &from,
+                    to: to.as_str(),
+                    subject: &subject,
+                    text: &text,
+                };
+                let r = mailgun::send(&self.http, relay, &key, &msg).await;
+                report.elapsed_ms = r.elapsed.as_millis() as u64;
+                report.transcript = r.transcript;
+                match r.result {
+                    Ok(_) => report.ok = true,
+                    Err(d) => report.diagnosis = Some(d),
+                }
+            }
+            Transport::Smtp(relay) => {
+                let message = TestMessage {
+                    from: sender.from,
+                    from_name: sender.from_name,
+                    to,
+                    subject: &subject,
+                    text,
+                };
+                let (envelope, bytes) = message
+                    .build()
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                let r =
+                    herald_mailer::send_once(relay, sender.login.as_ref(), &envelope, &bytes).await;
+                report.elapsed_ms = r.elapsed.as_millis() as u64;
+                report.transcript = r.transcript;
+                match r.result {
+                    Ok(()) => report.ok = true,
+                    Err(f) => {
+                        report.diagnosis =
+                            Some(diagnose(&f, &relay.host.to_string(), relay.port().get()));
+                        report.stage = Some(f.stage);
+                        report.reply = f.reply;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            tenant = %profile.tenant_id, profile = %profile.id, ok = report.ok,
+            diagnosis = report.diagnosis.as_ref().map(|d| d.code), "test send"
+        );
+        Ok(report)
+    }
+}

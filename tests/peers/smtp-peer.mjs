@@ -1,0 +1,69 @@
+// An SMTP server for Herald's tests, configured by one JSON argument:
+//   { "secure": bool,            implicit TLS (needs key and cert)
+//     "key": path, "cert": path, TLS key and certificate (PEM files)
+//     "starttls": bool,          offer STARTTLS (needs key and cert); default false
+//     "users": {"name": "pw"},   accepted PLAIN/LOGIN credentials
+//     "tokens": {"name": "tok"}, accepted XOAUTH2 access tokens
+//     "authReply": "535 5.7.139 text",  refuse every AUTH with this reply
+//     "rcptReply": "554 5.7.1 text" }   refuse every RCPT TO with this reply
+// Prints {"port": N} once listening on 127.0.0.1, then one JSON line per
+// message received: {"from", "to", "user", "secure", "data"}.
+import fs from 'node:fs';
+import { SMTPServer } from 'smtp-server';
+
+const cfg = JSON.parse(process.argv[2] || '{}');
+const tls = cfg.key ? { key: fs.readFileSync(cfg.key), cert: fs.readFileSync(cfg.cert) } : {};
+
+function reply(text) {
+  const code = Number(text.slice(0, 3));
+  const err = new Error(text.slice(4));
+  err.responseCode = code;
+  return err;
+}
+
+const server = new SMTPServer({
+  ...tls,
+  secure: !!cfg.secure,
+  hideSTARTTLS: !cfg.starttls,
+  authMethods: ['PLAIN', 'LOGIN', 'XOAUTH2'],
+  authOptional: !cfg.users && !cfg.tokens && !cfg.authReply,
+  allowInsecureAuth: true,
+  logger: false,
+  onAuth(auth, session, callback) {
+    if (cfg.authReply) return callback(reply(cfg.authReply));
+    if (auth.method === 'XOAUTH2') {
+      const ok = cfg.tokens && cfg.tokens[auth.username] === auth.accessToken;
+      return ok
+        ? callback(null, { user: auth.username })
+        : callback(null, { data: { status: '401', schemes: 'bearer', scope: 'https://mail.google.com/' } });
+    }
+    const ok = cfg.users && cfg.users[auth.username] === auth.password;
+    return ok ? callback(null, { user: auth.username }) : callback(reply('535 5.7.8 Error: authentication failed'));
+  },
+  onRcptTo(address, session, callback) {
+    if (cfg.rcptReply) return callback(reply(cfg.rcptReply));
+    callback();
+  },
+  onData(stream, session, callback) {
+    const chunks = [];
+    stream.on('data', (c) => chunks.push(c));
+    stream.on('end', () => {
+      const line = {
+        from: session.envelope.mailFrom && session.envelope.mailFrom.address,
+        to: session.envelope.rcptTo.map((r) => r.address),
+        user: session.user || null,
+        secure: !!session.secure,
+        data: Buffer.concat(chunks).toString('utf8'),
+      };
+      process.stdout.write(JSON.stringify(line) + '\n');
+      callback(null, 'Queued');
+    });
+  },
+});
+
+server.on('error', (e) => process.stderr.write(`smtp-peer: ${e.message}\n`));
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(JSON.stringify({ port: server.server.address().port }) + '\n');
+});
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
