@@ -1,6 +1,7 @@
 //! Portal sign-in with a session cookie, sign-out, expiry of the one-time password.
 
 use herald_tests::TestApp;
+use reqwest::Method;
 
 /// Posts the portal's sign-in form.
 async fn login(app: &TestApp, tenant: &str, email: &str, password: &str) -> reqwest::Response {
@@ -207,4 +208,97 @@ async fn expired_sessions_are_refused() {
             .status(),
         401
     );
+}
+
+#[tokio::test]
+async fn identities_page_adds_with_a_verified_password_and_sends_a_test() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("portalid").await;
+    let ada = app.user(&t, "ada", "sender").await;
+    let post = |path: &str, form: Vec<(&str, &str)>| {
+        app.client
+            .post(app.url(path))
+            .header("cookie", &ada.cookie)
+            .form(&form)
+            .send()
+    };
+
+    let res = post(
+        "/identities",
+        vec![
+            ("address", ada.email.as_str()),
+            ("display_name", "Ada"),
+            ("method", "password"),
+            ("password", "first-try"),
+            ("verify_password", "first-typo"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("do not match"));
+    let (_, none) = app
+        .send_as(&ada, Method::GET, "/api/v1/identities", None)
+        .await;
+    assert_eq!(none["items"].as_array().unwrap().len(), 0, "nothing saved");
+
+    let res = post(
+        "/identities",
+        vec![
+            ("address", ada.email.as_str()),
+            ("display_name", "Ada <b>L</b>"),
+            ("method", "password"),
+            ("password", "mailbox-pw"),
+            ("verify_password", "mailbox-pw"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, list) = app
+        .send_as(&ada, Method::GET, "/api/v1/identities", None)
+        .await;
+    let identity = &list["items"][0];
+    assert_eq!(identity["password_set"], true);
+    let id = identity["id"].as_str().unwrap();
+
+    let page = app
+        .client
+        .get(app.url("/identities"))
+        .header("cookie", &ada.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&ada.email) && page.contains("unverified"));
+    assert!(
+        page.contains("Ada &lt;b&gt;L&lt;/b&gt;"),
+        "names are escaped"
+    );
+    assert!(!page.contains("mailbox-pw"));
+
+    // The tenant's default profile is the sandbox: the test succeeds there.
+    let res = post(&format!("/identities/{id}/test"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Sent:") && body.contains("sandbox"), "{body}");
+    let (_, after) = app
+        .send_as(&ada, Method::GET, &format!("/api/v1/identities/{id}"), None)
+        .await;
+    assert_eq!(after["status"], "connected");
+
+    // A form posted from another site is refused.
+    let res = app
+        .client
+        .post(app.url(&format!("/identities/{id}/test")))
+        .header("cookie", &ada.cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
 }

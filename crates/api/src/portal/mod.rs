@@ -18,16 +18,24 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::extract::{SESSION_COOKIE, session_cookie};
 
+mod identities;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
+        .route(
+            "/identities",
+            get(identities::list).post(identities::create),
+        )
+        .route("/identities/{id}/password", post(identities::set_password))
+        .route("/identities/{id}/test", post(identities::test))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/account/password", post(change_password))
 }
 
 /// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '&' => "&amp;".to_owned(),
@@ -40,22 +48,27 @@ fn esc(s: &str) -> String {
         .collect()
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(crate) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · Herald</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}\
+         <style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:3rem auto;padding:0 1rem}}\
          label{{display:block;margin:.6rem 0}}input{{display:block;width:100%;padding:.4rem}}\
-         .error{{color:#a00}}</style></head><body><h1>{}</h1>{body}</body></html>",
+         .error{{color:#a00}}.ok{{color:#060}}table{{border-collapse:collapse;width:100%}}\
+         td,th{{border-bottom:1px solid #ddd;padding:.3rem;text-align:left;vertical-align:top}}\
+         pre{{background:#f4f4f4;padding:.6rem;overflow-x:auto}}</style></head><body><h1>{}</h1>{body}</body></html>",
         esc(title),
         esc(title)
     ))
 }
 
-fn redirect(to: &'static str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
-        [(LOCATION, HeaderValue::from_static(to))],
+        [(
+            LOCATION,
+            HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+        )],
     )
         .into_response()
 }
@@ -92,9 +105,9 @@ fn cookie(state: &AppState, headers: &HeaderMap, value: &str, max_age: i64) -> H
 }
 
 /// The signed-in portal user, or a redirect to the sign-in page.
-struct PortalUser {
-    user: User,
-    actor: herald_domain::Actor,
+pub(crate) struct PortalUser {
+    pub user: User,
+    pub actor: herald_domain::Actor,
 }
 
 impl FromRequestParts<AppState> for PortalUser {
@@ -132,7 +145,7 @@ async fn home(State(s): State<AppState>, PortalUser { user, actor }: PortalUser)
         tenant.name.as_str(),
         &format!(
             "<p>Signed in as <strong>{}</strong> ({}).</p><p>Sending domains: {}</p>{password}\
-             <p><a href=\"/docs\">API documentation</a></p>\
+             <p><a href=\"/identities\">My sender identities</a> · <a href=\"/docs\">API documentation</a></p>\
              <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>",
             esc(user.email.as_str()),
             user.role,
