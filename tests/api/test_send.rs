@@ -355,3 +355,107 @@ async fn an_identity_test_marks_it_connected_or_failing() {
         (422, Some("auth"))
     );
 }
+
+/// A stand-in for Mailgun's API (a third party, not Herald): it accepts
+/// `api:key-good` for domain mg.<tenant domain> and records the form.
+async fn fake_mailgun(domain: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let app = axum::Router::new().route(
+        "/v3/{domain}/messages",
+        axum::routing::post(
+            move |Path(d): Path<String>, headers: HeaderMap, body: String| {
+                let sink = sink.clone();
+                let domain = domain.clone();
+                async move {
+                    // "api:key-good" in Basic auth.
+                    let good = headers.get("authorization").and_then(|v| v.to_str().ok())
+                        == Some("Basic YXBpOmtleS1nb29k");
+                    if !good {
+                        return (StatusCode::UNAUTHORIZED, "Forbidden".to_owned());
+                    }
+                    if d != domain {
+                        return (
+                            StatusCode::NOT_FOUND,
+                            r#"{"message":"Domain not found"}"#.to_owned(),
+                        );
+                    }
+                    sink.lock().unwrap().push(body);
+                    (
+                        StatusCode::OK,
+                        r#"{"id":"<20261122.1@mg>","message":"Queued. Thank you."}"#.to_owned(),
+                    )
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_mailgun_profile_posts_to_the_api_with_its_key() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("tsmailgun").await;
+    let mg_domain = format!("mg.{}", t.domain);
+    let (url, seen) = fake_mailgun(mg_domain.clone()).await;
+    let body = |name: &str, domain: &str, key: &str| {
+        json!({
+            "name": name,
+            "transport": {"mailgun": {"domain": domain, "base_url": url}},
+            "from": {"address": format!("billing@{}", t.domain), "name": "Billing"},
+            "secrets": {"api_key": key}
+        })
+    };
+    let good = create(&app, &t, body("Mailgun", &mg_domain, "key-good")).await;
+    let r = test(
+        &app,
+        &t,
+        &format!("/api/v1/relay-profiles/{good}/test"),
+        "parent@home.example",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["transport"], "mailgun");
+    assert!(!r.to_string().contains("key-good"));
+    let form = seen.lock().unwrap().clone();
+    assert_eq!(form.len(), 1);
+    assert!(form[0].contains("to=parent%40home.example"), "{}", form[0]);
+    assert!(
+        form[0].contains("subject=Herald+test+message"),
+        "{}",
+        form[0]
+    );
+
+    let wrong_key = create(&app, &t, body("Mailgun wrong key", &mg_domain, "key-bad")).await;
+    let r = test(
+        &app,
+        &t,
+        &format!("/api/v1/relay-profiles/{wrong_key}/test"),
+        "p@h.example",
+    )
+    .await;
+    assert_eq!(
+        (r["ok"].as_bool(), r["diagnosis"]["code"].as_str()),
+        (Some(false), Some("bad_credentials"))
+    );
+    let wrong_domain = create(
+        &app,
+        &t,
+        body("Mailgun wrong domain", "mg.other.example", "key-good"),
+    )
+    .await;
+    let r = test(
+        &app,
+        &t,
+        &format!("/api/v1/relay-profiles/{wrong_domain}/test"),
+        "p@h.example",
+    )
+    .await;
+    assert_eq!(r["diagnosis"]["code"], "mailgun_domain", "{r:#}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
