@@ -64,10 +64,27 @@ async fn openapi_document_and_swagger_ui_are_served() {
         "/api/v1/users/{id}",
         "/api/v1/api-keys",
         "/api/v1/audit",
+        "/api/v1/relay-profiles",
+        "/api/v1/relay-profiles/{id}",
+        "/api/v1/relay-profiles/{id}/test",
+        "/api/v1/relay-routing",
+        "/api/v1/identities",
+        "/api/v1/identities/{id}",
+        "/api/v1/identities/{id}/test",
     ] {
         assert!(
             doc["paths"][path].is_object(),
             "{path} missing from the OpenAPI document"
+        );
+    }
+    // Every schema a path refers to is defined (the profile settings come
+    // from the domain types).
+    let text = doc.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = r.split('"').next().unwrap();
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "schema {name} is referenced but not defined"
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
