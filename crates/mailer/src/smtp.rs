@@ -295,3 +295,65 @@ async fn session(
     let _ = tokio::time::timeout(limit, conn.quit()).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::{SmtpAuth, SmtpTimeout, TlsTrust};
+    use lettre::Address;
+    use tokio::io::AsyncWriteExt;
+
+    fn relay(port: u16) -> SmtpRelay {
+        SmtpRelay {
+            host: RelayHost::parse("127.0.0.1").unwrap(),
+            port: Some(herald_domain::Port::try_from(u32::from(port)).unwrap()),
+            security: SecurityMode::None,
+            trust: TlsTrust::default(),
+            timeout_seconds: SmtpTimeout::try_from(30).unwrap(),
+            helo_name: None,
+            auth: SmtpAuth::None,
+        }
+    }
+
+    fn envelope() -> Envelope {
+        let a: Address = "a@b.example".parse().unwrap();
+        Envelope::new(Some(a.clone()), vec![a]).unwrap()
+    }
+
+    /// A server that accepts and then says nothing: the profile's timeout
+    /// (30 s, on tokio's paused clock) ends the wait for the greeting.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_times_out_at_the_greeting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(sock);
+        });
+        let report = send_once(&relay(port), None, &envelope(), b"x").await;
+        let failure = report.result.unwrap_err();
+        assert_eq!(
+            (failure.stage, failure.kind),
+            (Stage::Greeting, FailureKind::Timeout)
+        );
+        let d = crate::diagnose(&failure, "127.0.0.1", port);
+        assert_eq!(d.code, "timeout");
+        server.abort();
+    }
+
+    /// A server that hangs up after the greeting is a lost connection.
+    #[tokio::test]
+    async fn a_server_hanging_up_is_a_lost_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            sock.write_all(b"220 hello\r\n").await.unwrap();
+        });
+        let report = send_once(&relay(port), None, &envelope(), b"x").await;
+        let failure = report.result.unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Network, "{failure:?}");
+        assert!(report.transcript.iter().any(|l| l == "S: 220 hello"));
+    }
+}

@@ -1,7 +1,7 @@
-//! TLS for relays: Mozilla's root store (webpki-roots) plus a profile's own
-//! CA certificates, and optionally a certificate name other than the host.
+//! TLS for relays: the system's root store plus a profile's own CA
+//! certificates, and optionally a certificate name other than the host.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use herald_domain::{InvalidInput, TlsTrust};
 use rustls::pki_types::pem::PemObject;
@@ -27,10 +27,28 @@ pub fn parse_ca_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, InvalidIn
     Ok(certs)
 }
 
-/// A connector trusting the public roots and the profile's extra CAs.
+/// The system's trusted roots (the OS certificate store), loaded once; when
+/// the store is empty or unreadable, Mozilla's roots as bundled by
+/// webpki-roots.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::warn!(error = %e, "reading the system's certificate store");
+        }
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
+}
+
+/// A connector trusting the system roots and the profile's extra CAs.
 pub fn connector(trust: &TlsTrust) -> Result<TlsConnector, InvalidInput> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut roots = system_roots().clone();
     if let Some(pem) = &trust.extra_ca_pem {
         for cert in parse_ca_pem(pem.as_str())? {
             // parse_ca_pem already proved each one is accepted.
