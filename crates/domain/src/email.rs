@@ -1,7 +1,5 @@
 //! Email addresses and display names, parsed before they can reach a header.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;

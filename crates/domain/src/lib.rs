@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod email;
 pub mod identity;
 pub mod ids;
+pub mod oauth;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod profile;
@@ -22,6 +23,7 @@ pub use delivery::{BatchSize, BounceMailbox, DeliverySettings, MailboxAuth, Mail
 pub use email::{DisplayName, EmailAddress};
 pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
 pub use ids::{ApiKeyId, AuditEntryId, IdentityId, RelayProfileId, SessionId, TenantId, UserId};
+pub use oauth::{MicrosoftAuthority, OAuthApp, OAuthAppSettings, OAuthClientId, RedirectUri};
 pub use profile::{
     AttachmentPolicy, BaseUrl, CaCertificates, DisplayNameRule, FromMailbox, MailgunRegion,
     MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, RelayProfile,

@@ -51,4 +51,7 @@ wire_schema! {
     CaCertificates => Type::String, None, "One or more PEM certificates (-----BEGIN CERTIFICATE-----).";
     SmtpUsername => Type::String, None, "An SMTP or mailbox user name.";
     BaseUrl => Type::String, None, "An absolute http(s) URL.";
+    OAuthClientId => Type::String, None, "The application (client) id the provider issued.";
+    MicrosoftAuthority => Type::String, None, "common, organizations, consumers, a tenant id or a tenant domain.";
+    RedirectUri => Type::String, None, "An absolute http(s) URL, matched exactly.";
 }

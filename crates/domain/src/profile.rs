@@ -8,8 +8,6 @@
 //! `ProfileSettings` value is valid field by field; [`ProfileSettings::check`]
 //! adds the rules that span fields.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::text::{refuse_control_chars, single_line};

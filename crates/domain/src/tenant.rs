@@ -1,7 +1,5 @@
 //! The tenant: one customer of the product that runs Herald.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
@@ -102,8 +100,8 @@ macro_rules! string_conversions {
                 value.0
             }
         }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
