@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod columns;
 mod m20261122_000001_foundation;
 mod m20261122_000002_relay;
+mod m20261122_000003_oauth;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_foundation::Migration),
             Box::new(m20261122_000002_relay::Migration),
+            Box::new(m20261122_000003_oauth::Migration),
         ]
     }
 }

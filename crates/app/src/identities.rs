@@ -199,6 +199,7 @@ impl Herald {
                     granted_mailbox: None,
                     access_expires_at: None,
                     generation: 0,
+                    scopes: Vec::new(),
                 },
                 None,
             ),
@@ -304,6 +305,7 @@ impl Herald {
                         granted_mailbox: None,
                         access_expires_at: None,
                         generation: 0,
+                        scopes: Vec::new(),
                     };
                     &SECRET_FIELDS
                 }

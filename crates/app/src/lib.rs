@@ -8,6 +8,7 @@ mod error;
 mod identities;
 mod json;
 mod keys;
+mod oauth;
 mod relay_profiles;
 mod tenants;
 mod test_send;
@@ -27,6 +28,9 @@ pub use herald_mailer::{Diagnosis, Reply, Stage};
 pub use herald_store::relay_profiles::Routing;
 pub use identities::{AuthInput, IdentityPatch, IdentityView, NewIdentity};
 pub use keys::{SealedKeyCheck, missing_key_ids};
+pub use oauth::{
+    AccessToken, CALLBACK_PATH, OAuthAppSecret, OAuthAppView, PlatformOAuthApp, TokenFailure,
+};
 pub use relay_profiles::{ProfileSecrets, ProfileView, SecretsSet};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
 pub use test_send::TestSendReport;
@@ -37,12 +41,15 @@ pub use users::{CreatedUser, NewUser, UserPatch};
 pub struct AppSettings {
     /// How long a portal session lasts without sign-in.
     pub session_ttl: Duration,
+    /// OAuth apps from herald.toml, used by tenants without their own.
+    pub platform_oauth: Vec<PlatformOAuthApp>,
 }
 
 impl Default for AppSettings {
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(12 * 3600),
+            platform_oauth: Vec::new(),
         }
     }
 }
@@ -53,8 +60,9 @@ pub struct Herald {
     store: Store,
     keys: Arc<KeyRing>,
     settings: AppSettings,
-    /// For HTTP relays (Mailgun); never follows redirects.
+    /// For HTTP relays (Mailgun) and OAuth providers; never follows redirects.
     http: reqwest::Client,
+    refresh_locks: Arc<oauth::RefreshLocks>,
 }
 
 impl Herald {
@@ -68,6 +76,7 @@ impl Herald {
             keys,
             settings,
             http,
+            refresh_locks: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use herald_store::{Connection, identities, relay_profiles, secrets, users};
 
 use crate::access::Require;
 use crate::identities::{identity_slot, parse_identity_id};
+use crate::oauth::TokenFailure;
 use crate::relay_profiles::{TABLE as PROFILE_TABLE, parse_profile_id};
 use crate::{AppError, Herald};
 
@@ -29,6 +30,10 @@ pub struct TestSendReport {
     pub elapsed_ms: u64,
     /// For an identity: its status after the test.
     pub identity_status: Option<IdentityStatus>,
+    /// For an OAuth identity: when the access token used expires, and the
+    /// scopes granted.
+    pub token_expires_at: Option<Timestamp>,
+    pub token_scopes: Vec<String>,
 }
 
 /// Who sends the test, and as whom.
@@ -84,35 +89,7 @@ impl Herald {
             .await?
             .ok_or(AppError::NotFound("relay profile"))?;
         let to = self.test_recipient(db, actor, to).await?;
-        let row = id.to_string();
-        let login = match &profile.settings.transport {
-            Transport::Smtp(smtp) => match &smtp.auth {
-                SmtpAuth::None => None,
-                SmtpAuth::Password { username } => {
-                    let slot = secrets::Slot {
-                        tenant: actor.tenant_id,
-                        table: PROFILE_TABLE,
-                        row: &row,
-                        field: "password",
-                    };
-                    let password = secret_text(secrets::get(db, &self.keys, slot).await?)
-                        .ok_or_else(|| InvalidInput::new("secrets.password", "is not set"))?;
-                    Some(SmtpLogin::Password {
-                        username: username.to_string(),
-                        password,
-                    })
-                }
-                SmtpAuth::Identity => {
-                    return Err(InvalidInput::new(
-                        "auth",
-                        "this profile signs in as each sender's identity: test one of its \
-                         identities (POST /api/v1/identities/{id}/test)",
-                    )
-                    .into());
-                }
-            },
-            _ => None,
-        };
+        let login = self.profile_login(&profile).await?;
         let from = profile.settings.from.clone();
         let sender = Sender {
             from: &from.address,
@@ -141,6 +118,7 @@ impl Herald {
             .ok_or(AppError::NotFound("relay profile"))?;
         let row = id.to_string();
         let mut early = None;
+        let mut token_info = None;
         let login = match (&profile.settings.transport, &identity.auth) {
             (Transport::Smtp(_), IdentityAuth::Password { .. }) => {
                 let slot = identity_slot(actor.tenant_id, &row, "password");
@@ -159,22 +137,24 @@ impl Herald {
                     }
                 }
             }
-            (Transport::Smtp(_), IdentityAuth::OAuth { .. }) => {
-                let slot = identity_slot(actor.tenant_id, &row, "access_token");
-                match secret_text(secrets::get(db, &self.keys, slot).await?) {
-                    Some(token) => Some(SmtpLogin::Xoauth2 {
-                        username: identity.address.to_string(),
-                        access_token: token,
-                    }),
-                    None => {
-                        early = Some(not_sent(
-                            "not_connected",
-                            "This identity is not connected yet: Authenticate with MFA first."
-                                .into(),
-                            true,
-                        ));
+            (Transport::Smtp(_), IdentityAuth::OAuth { generation, .. }) => {
+                match self.access_token(actor.tenant_id, id, None).await {
+                    Ok(t) => {
+                        token_info = Some((t.expires_at, t.scopes, *generation));
+                        Some(SmtpLogin::Xoauth2 {
+                            username: identity.address.to_string(),
+                            access_token: t.token,
+                        })
+                    }
+                    Err(TokenFailure::NeedsConsent(m)) => {
+                        early = Some(not_sent("not_connected", m, true));
                         None
                     }
+                    Err(TokenFailure::Provider(m)) => {
+                        early = Some(not_sent("provider_unreachable", m, false));
+                        None
+                    }
+                    Err(TokenFailure::Internal(e)) => return Err(e),
                 }
             }
             _ => None,
@@ -196,9 +176,39 @@ impl Herald {
                 transcript: Vec::new(),
                 elapsed_ms: 0,
                 identity_status: None,
+                token_expires_at: None,
+                token_scopes: Vec::new(),
             },
-            None => self.run_test(&profile, sender, &to).await?,
+            None => {
+                let mut report = self.run_test(&profile, sender, &to).await?;
+                // A rejected XOAUTH2: refresh once and try once more before
+                // calling it a credential failure.
+                if let (Some((_, _, generation)), Some(d)) = (&token_info, &report.diagnosis)
+                    && d.sender_auth
+                {
+                    let retry = self
+                        .access_token(actor.tenant_id, id, Some(*generation))
+                        .await;
+                    if let Ok(t) = retry {
+                        let sender = Sender {
+                            from: &identity.address,
+                            from_name: identity.display_name.as_ref(),
+                            login: Some(SmtpLogin::Xoauth2 {
+                                username: identity.address.to_string(),
+                                access_token: t.token,
+                            }),
+                        };
+                        token_info = Some((t.expires_at, t.scopes, *generation + 1));
+                        report = self.run_test(&profile, sender, &to).await?;
+                    }
+                }
+                report
+            }
         };
+        if let Some((expires_at, scopes, _)) = token_info {
+            report.token_expires_at = expires_at;
+            report.token_scopes = scopes;
+        }
         let status = match (&report.diagnosis, report.ok) {
             (_, true) => Some((IdentityStatus::Connected, None)),
             (Some(d), false) if d.sender_auth => {
@@ -230,6 +240,19 @@ impl Herald {
              If you can read it, this sender works.\r\n",
             Timestamp::now().to_rfc3339()
         );
+        self.deliver_once(profile, sender, to, &subject, text).await
+    }
+
+    /// Sends one plain-text message right away, outside the queue (tests and
+    /// Herald's own notices), and reports what happened.
+    async fn deliver_once(
+        &self,
+        profile: &RelayProfile,
+        sender: Sender<'_>,
+        to: &EmailAddress,
+        subject: &str,
+        text: String,
+    ) -> Result<TestSendReport, AppError> {
         let mut report = TestSendReport {
             ok: false,
             from: sender.from.clone(),
@@ -241,6 +264,8 @@ impl Herald {
             transcript: Vec::new(),
             elapsed_ms: 0,
             identity_status: None,
+            token_expires_at: None,
+            token_scopes: Vec::new(),
         };
         match &profile.settings.transport {
             Transport::Sandbox => {
@@ -267,7 +292,7 @@ impl Herald {
                 let msg = mailgun::MailgunMessage {
                     from: &from,
                     to: to.as_str(),
-                    subject: &subject,
+                    subject,
                     text: &text,
                 };
                 let r = mailgun::send(&self.http, relay, &key, &msg).await;
@@ -283,7 +308,7 @@ impl Herald {
                     from: sender.from,
                     from_name: sender.from_name,
                     to,
-                    subject: &subject,
+                    subject,
                     text,
                 };
                 let (envelope, bytes) = message
@@ -306,8 +331,80 @@ impl Herald {
         }
         tracing::info!(
             tenant = %profile.tenant_id, profile = %profile.id, ok = report.ok,
-            diagnosis = report.diagnosis.as_ref().map(|d| d.code), "test send"
+            diagnosis = report.diagnosis.as_ref().map(|d| d.code), "message sent outside the queue"
         );
         Ok(report)
+    }
+
+    /// The profile's own sign-in (password or none).
+    async fn profile_login(&self, profile: &RelayProfile) -> Result<Option<SmtpLogin>, AppError> {
+        let Transport::Smtp(smtp) = &profile.settings.transport else {
+            return Ok(None);
+        };
+        match &smtp.auth {
+            SmtpAuth::None => Ok(None),
+            SmtpAuth::Password { username } => {
+                let row = profile.id.to_string();
+                let slot = secrets::Slot {
+                    tenant: profile.tenant_id,
+                    table: PROFILE_TABLE,
+                    row: &row,
+                    field: "password",
+                };
+                let password =
+                    secret_text(secrets::get(self.store.read(), &self.keys, slot).await?)
+                        .ok_or_else(|| InvalidInput::new("secrets.password", "is not set"))?;
+                Ok(Some(SmtpLogin::Password {
+                    username: username.to_string(),
+                    password,
+                }))
+            }
+            SmtpAuth::Identity => Err(InvalidInput::new(
+                "auth",
+                "this profile signs in as each sender's identity: test one of its identities \
+                 (POST /api/v1/identities/{id}/test)",
+            )
+            .into()),
+        }
+    }
+
+    /// Herald's own notice to a user (re-authenticate, Max Size exceeded),
+    /// sent at once through the tenant's default profile with its From.
+    pub(crate) async fn send_notice(
+        &self,
+        tenant: herald_domain::TenantId,
+        to: &EmailAddress,
+        subject: &str,
+        text: &str,
+    ) -> Result<(), String> {
+        let db = self.store.read();
+        let routing = relay_profiles::routing(db, tenant)
+            .await
+            .map_err(|e| e.to_string())?;
+        let profile_id = routing
+            .default
+            .ok_or("the tenant has no default relay profile")?;
+        let profile = relay_profiles::get(db, tenant, profile_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the default relay profile is gone")?;
+        let login = self
+            .profile_login(&profile)
+            .await
+            .map_err(|e| e.to_string())?;
+        let from = profile.settings.from.clone();
+        let sender = Sender {
+            from: &from.address,
+            from_name: from.name.as_ref(),
+            login,
+        };
+        let report = self
+            .deliver_once(&profile, sender, to, subject, text.to_owned())
+            .await
+            .map_err(|e| e.to_string())?;
+        match report.diagnosis {
+            None => Ok(()),
+            Some(d) => Err(d.message),
+        }
     }
 }

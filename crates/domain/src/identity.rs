@@ -104,6 +104,9 @@ pub enum IdentityAuth {
         /// with an older token are not reused.
         #[serde(default)]
         generation: i64,
+        /// The scopes the provider granted at the last consent or refresh.
+        #[serde(default)]
+        scopes: Vec<String>,
     },
 }
 

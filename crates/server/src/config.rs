@@ -107,6 +107,35 @@ impl Default for SessionConfig {
     }
 }
 
+/// A platform-wide OAuth app (`[oauth.microsoft]`, `[oauth.google]`), used
+/// by tenants that have not configured their own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformOAuthConfig {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: ConfigSecret,
+    /// Microsoft: common, organizations (default) or a tenant id.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Default: `{public_url}/oauth/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub userinfo_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    pub microsoft: Option<PlatformOAuthConfig>,
+    pub google: Option<PlatformOAuthConfig>,
+}
+
 /// Herald's effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,6 +156,7 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub session: SessionConfig,
+    pub oauth: OAuthConfig,
 }
 
 impl Default for Config {
@@ -141,6 +171,7 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             session: SessionConfig::default(),
+            oauth: OAuthConfig::default(),
         }
     }
 }

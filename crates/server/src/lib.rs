@@ -24,6 +24,52 @@ pub enum StartError {
     Keys(#[from] keys::KeySetupError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The platform's OAuth apps from `[oauth.*]`.
+fn platform_oauth(config: &Config) -> Result<Vec<herald_app::PlatformOAuthApp>, StartError> {
+    use herald_domain::{OAuthAppSettings, OAuthProvider};
+    let mut out = Vec::new();
+    for (provider, app) in [
+        (OAuthProvider::Microsoft, &config.oauth.microsoft),
+        (OAuthProvider::Google, &config.oauth.google),
+    ] {
+        let Some(app) = app else { continue };
+        let redirect = match (&app.redirect_uri, &config.public_url) {
+            (Some(r), _) => r.clone(),
+            (None, Some(base)) => format!(
+                "{}{}",
+                base.trim_end_matches('/'),
+                herald_app::CALLBACK_PATH
+            ),
+            (None, None) => {
+                return Err(StartError::Config(format!(
+                    "oauth.{provider}.redirect_uri: set it, or set public_url"
+                )));
+            }
+        };
+        let doc = serde_json::json!({
+            "client_id": app.client_id,
+            "authority": app.authority,
+            "redirect_uri": redirect,
+            "authorize_url": app.authorize_url,
+            "token_url": app.token_url,
+            "userinfo_url": app.userinfo_url,
+        });
+        let settings: OAuthAppSettings = serde_json::from_value(doc)
+            .map_err(|e| StartError::Config(format!("oauth.{provider}: {e}")))?;
+        out.push(herald_app::PlatformOAuthApp {
+            provider,
+            settings,
+            client_secret: app
+                .client_secret
+                .expose()
+                .map(herald_crypto::SecretString::from),
+        });
+    }
+    Ok(out)
 }
 
 /// Opens the database, applies migrations and resolves the key ring.
@@ -36,6 +82,7 @@ pub async fn open(config: &Config) -> Result<Herald, StartError> {
     let ring = keys::resolve(config, &store).await?;
     let settings = AppSettings {
         session_ttl: Duration::from_secs(config.session.ttl_hours * 3600),
+        platform_oauth: platform_oauth(config)?,
     };
     Ok(Herald::new(store, Arc::new(ring), settings))
 }

@@ -17,25 +17,28 @@ use crate::convert::{parse, parse_with};
 use crate::entity::{identity_user, sender_identity};
 
 fn columns(i: &SenderIdentity) -> sender_identity::ActiveModel {
-    let (username, provider, mailbox, expires, generation) = match &i.auth {
+    let (username, provider, mailbox, expires, generation, scopes) = match &i.auth {
         IdentityAuth::Password { username } => (
             username.as_ref().map(|u| u.to_string()),
             None,
             None,
             None,
             0,
+            None,
         ),
         IdentityAuth::OAuth {
             provider,
             granted_mailbox,
             access_expires_at,
             generation,
+            scopes,
         } => (
             None,
             Some(provider.to_string()),
             granted_mailbox.as_ref().map(|m| m.to_string()),
             access_expires_at.map(|t| t.as_micros()),
             *generation,
+            Some(scopes.join(" ")).filter(|s| !s.is_empty()),
         ),
     };
     sender_identity::ActiveModel {
@@ -54,6 +57,7 @@ fn columns(i: &SenderIdentity) -> sender_identity::ActiveModel {
         granted_mailbox: Set(mailbox),
         access_expires_at: Set(expires),
         token_generation: Set(generation),
+        oauth_scopes: Set(scopes),
         last_error: Set(i.last_error.clone()),
         last_checked_at: Set(i.last_checked_at.map(|t| t.as_micros())),
         created_at: Set(i.created_at.as_micros()),
@@ -306,6 +310,11 @@ fn to_identity(
                 .transpose()?,
             access_expires_at: r.access_expires_at.map(Timestamp::from_micros),
             generation: r.token_generation,
+            scopes: r
+                .oauth_scopes
+                .as_deref()
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         },
         other => return Err(StoreError::Corrupt(format!("auth method {other:?}"))),
     };

@@ -11,6 +11,7 @@ mod convert;
 mod entity;
 mod error;
 pub mod identities;
+pub mod oauth;
 pub mod relay_profiles;
 pub mod secrets;
 pub mod sessions;

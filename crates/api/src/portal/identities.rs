@@ -75,7 +75,10 @@ fn row(v: &IdentityView) -> String {
              <label>Verify password <input name=\"verify_password\" type=\"password\" autocomplete=\"new-password\" required></label>\
              <button type=\"submit\">Save password</button></form>"
         ),
-        IdentityAuth::OAuth { .. } => String::new(),
+        IdentityAuth::OAuth { .. } => format!(
+            "<form method=\"post\" action=\"/identities/{id}/oauth\">\
+             <button type=\"submit\">Authenticate with MFA</button></form>"
+        ),
     };
     format!(
         "<tr><td><strong>{}</strong>{}</td><td>{method}</td><td>{}{error}</td><td>\
@@ -296,6 +299,72 @@ pub async fn test(
     }
     match s.herald.test_identity(&actor, &id, None).await {
         Ok(r) => page("Test message", &report_page(&r)).into_response(),
+        Err(e) => app_problem(e),
+    }
+}
+
+/// "Authenticate with MFA": off to the provider's consent page.
+pub async fn start_oauth(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    PortalUser { actor, .. }: PortalUser,
+    Path(id): Path<String>,
+) -> Response {
+    if !same_origin(&headers) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "This form was posted from another site.",
+        );
+    }
+    match s.herald.start_oauth(&actor, &id).await {
+        Ok((url, _)) => redirect(&url),
+        Err(e) => app_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The provider's redirect back (the registered redirect URI).
+pub async fn oauth_callback(
+    State(s): State<AppState>,
+    PortalUser { actor, .. }: PortalUser,
+    axum::extract::Query(q): axum::extract::Query<CallbackQuery>,
+) -> Response {
+    let Some(state) = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "The provider's answer has no state; start again.",
+        );
+    };
+    let error = q
+        .error
+        .as_deref()
+        .map(|e| (e, q.error_description.as_deref()));
+    match s
+        .herald
+        .complete_oauth(&actor, state, q.code.as_deref(), error)
+        .await
+    {
+        Ok(identity) => page(
+            "Connected",
+            &format!(
+                "<p class=\"ok\" role=\"status\">{} is connected: Herald can send as it.</p>\
+                 <p><a href=\"/identities\">Back to sender identities</a></p>",
+                esc(identity.address.as_str())
+            ),
+        )
+        .into_response(),
+        Err(AppError::Forbidden(m)) => problem(StatusCode::BAD_REQUEST, &m),
         Err(e) => app_problem(e),
     }
 }

@@ -29,6 +29,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/identities/{id}/password", post(identities::set_password))
         .route("/identities/{id}/test", post(identities::test))
+        .route("/identities/{id}/oauth", post(identities::start_oauth))
+        .route("/oauth/callback", get(identities::oauth_callback))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/account/password", post(change_password))

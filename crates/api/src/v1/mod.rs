@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod identities;
+pub mod oauth;
 pub mod relay_profiles;
 pub mod tenant;
 pub mod test_send;
@@ -53,6 +54,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/relay-profiles/{id}/test", post(test_send::test_profile))
         .route("/identities/{id}/test", post(test_send::test_identity))
+        .route("/identities/{id}/oauth/start", post(oauth::start))
+        .route("/identities/{id}/oauth/disconnect", post(oauth::disconnect))
+        .route(
+            "/oauth-apps/{provider}",
+            get(oauth::get_app)
+                .put(oauth::put_app)
+                .delete(oauth::delete_app),
+        )
         .route(
             "/relay-routing",
             get(relay_profiles::get_routing).put(relay_profiles::put_routing),

@@ -59,6 +59,9 @@ pub struct TestResult {
     pub elapsed_ms: u64,
     /// For an identity: its status after the test.
     pub identity_status: Option<String>,
+    /// For an OAuth identity: the access token's expiry and granted scopes.
+    pub token_expires_at: Option<String>,
+    pub token_scopes: Vec<String>,
 }
 
 impl From<TestSendReport> for TestResult {
@@ -85,6 +88,8 @@ impl From<TestSendReport> for TestResult {
             transcript: r.transcript,
             elapsed_ms: r.elapsed_ms,
             identity_status: r.identity_status.map(|s| s.to_string()),
+            token_expires_at: r.token_expires_at.map(|t| t.to_rfc3339()),
+            token_scopes: r.token_scopes,
         }
     }
 }

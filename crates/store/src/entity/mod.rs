@@ -3,6 +3,8 @@
 pub mod api_key;
 pub mod audit_entry;
 pub mod identity_user;
+pub mod oauth_app;
+pub mod oauth_state;
 pub mod relay_profile;
 pub mod relay_route;
 pub mod sealed_secret;

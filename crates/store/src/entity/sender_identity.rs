@@ -20,6 +20,8 @@ pub struct Model {
     pub granted_mailbox: Option<String>,
     pub access_expires_at: Option<i64>,
     pub token_generation: i64,
+    /// Space-separated scopes granted (OAuth).
+    pub oauth_scopes: Option<String>,
     pub last_error: Option<String>,
     pub last_checked_at: Option<i64>,
     pub created_at: i64,
