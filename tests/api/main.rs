@@ -3,6 +3,7 @@
 mod access;
 mod http;
 mod identities;
+mod oauth;
 mod portal;
 mod profiles;
 mod storage;

@@ -4,14 +4,21 @@
 //     "starttls": bool,          offer STARTTLS (needs key and cert); default false
 //     "users": {"name": "pw"},   accepted PLAIN/LOGIN credentials
 //     "tokens": {"name": "tok"}, accepted XOAUTH2 access tokens
+//     "oauthIssuer": "http://…",  accept XOAUTH2 bearer tokens this provider
+//                                 signed (its /jwks) whose email claim is the
+//                                 user name and that have not expired
+//     "authOptional": bool,       let clients send without AUTH
 //     "authReply": "535 5.7.139 text",  refuse every AUTH with this reply
 //     "rcptReply": "554 5.7.1 text" }   refuse every RCPT TO with this reply
 // Prints {"port": N} once listening on 127.0.0.1, then one JSON line per
 // message received: {"from", "to", "user", "secure", "data"}.
 import fs from 'node:fs';
 import { SMTPServer } from 'smtp-server';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 const cfg = JSON.parse(process.argv[2] || '{}');
+const jwks = cfg.oauthIssuer ? createRemoteJWKSet(new URL(cfg.oauthIssuer + '/jwks')) : null;
+const gmailChallenge = { status: '400', schemes: 'Bearer', scope: 'https://mail.google.com/' };
 const tls = cfg.key ? { key: fs.readFileSync(cfg.key), cert: fs.readFileSync(cfg.cert) } : {};
 
 function reply(text) {
@@ -26,16 +33,24 @@ const server = new SMTPServer({
   secure: !!cfg.secure,
   hideSTARTTLS: !cfg.starttls,
   authMethods: ['PLAIN', 'LOGIN', 'XOAUTH2'],
-  authOptional: !cfg.users && !cfg.tokens && !cfg.authReply,
+  authOptional: cfg.authOptional ?? (!cfg.users && !cfg.tokens && !cfg.authReply && !cfg.oauthIssuer),
   allowInsecureAuth: true,
   logger: false,
   onAuth(auth, session, callback) {
     if (cfg.authReply) return callback(reply(cfg.authReply));
     if (auth.method === 'XOAUTH2') {
+      if (jwks) {
+        jwtVerify(auth.accessToken, jwks)
+          .then(({ payload }) =>
+            payload.email && payload.email.toLowerCase() === auth.username.toLowerCase()
+              ? callback(null, { user: { name: auth.username, token: auth.accessToken } })
+              : callback(null, { data: gmailChallenge }),
+          )
+          .catch(() => callback(null, { data: gmailChallenge }));
+        return;
+      }
       const ok = cfg.tokens && cfg.tokens[auth.username] === auth.accessToken;
-      return ok
-        ? callback(null, { user: auth.username })
-        : callback(null, { data: { status: '401', schemes: 'bearer', scope: 'https://mail.google.com/' } });
+      return ok ? callback(null, { user: auth.username }) : callback(null, { data: gmailChallenge });
     }
     const ok = cfg.users && cfg.users[auth.username] === auth.password;
     return ok ? callback(null, { user: auth.username }) : callback(reply('535 5.7.8 Error: authentication failed'));

@@ -117,3 +117,94 @@ impl SmtpPeer {
         self.received.lock().unwrap().clone()
     }
 }
+
+/// A running oauth2-mock-server (tests/peers/oauth-peer.mjs); stopped when
+/// dropped.
+pub struct OAuthPeer {
+    pub issuer: String,
+    log: Arc<Mutex<Vec<Value>>>,
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    _child: Child,
+}
+
+impl OAuthPeer {
+    pub async fn start(config: Value) -> Self {
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("oauth-peer.mjs"))
+            .arg(config.to_string())
+            .current_dir(peers_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node (scripts/test installs the peers with npm ci)");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("oauth peer did not start in 20 s")
+            .unwrap()
+            .expect("oauth peer exited");
+        let hello: Value = serde_json::from_str(&first).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        Self {
+            issuer: hello["issuer"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned(),
+            log,
+            stdin: tokio::sync::Mutex::new(stdin),
+            _child: child,
+        }
+    }
+
+    /// Sends a control line (`{"email": …}`, `{"revoke": true}`) and waits
+    /// for its acknowledgement.
+    pub async fn control(&self, cmd: Value) {
+        use tokio::io::AsyncWriteExt;
+        let before = self.acks();
+        let mut stdin = self.stdin.lock().await;
+        stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        for _ in 0..100 {
+            if self.acks() > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("oauth peer did not acknowledge {cmd}");
+    }
+
+    fn acks(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.get("ack").is_some())
+            .count()
+    }
+
+    /// The token requests it answered, in order.
+    pub fn token_requests(&self) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.get("grant_type").is_some())
+            .cloned()
+            .collect()
+    }
+}

@@ -211,6 +211,9 @@ impl Herald {
         }
         let status = match (&report.diagnosis, report.ok) {
             (_, true) => Some((IdentityStatus::Connected, None)),
+            // Not connected (or just marked needs_reauth by the refresh):
+            // the status already says so.
+            (Some(d), false) if d.code == "not_connected" => None,
             (Some(d), false) if d.sender_auth => {
                 Some((IdentityStatus::Failing, Some(d.message.clone())))
             }
@@ -223,6 +226,8 @@ impl Herald {
                 .await?;
             tx.commit().await?;
             report.identity_status = Some(status);
+        } else if let Some(now) = identities::get(self.store.read(), actor.tenant_id, id).await? {
+            report.identity_status = Some(now.status);
         }
         Ok(report)
     }

@@ -1,0 +1,449 @@
+//! "Authenticate with MFA" against real peers: npm oauth2-mock-server as the
+//! provider, npm smtp-server checking the XOAUTH2 bearer tokens it receives
+//! against that provider's keys.
+
+use herald_store::Connection;
+use herald_tests::peers::{OAuthPeer, SmtpPeer};
+use herald_tests::{TestApp, TestTenant, TestUser};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct World {
+    app: TestApp,
+    t: TestTenant,
+    ada: TestUser,
+    oauth: OAuthPeer,
+    smtp: SmtpPeer,
+    identity: String,
+}
+
+/// A tenant with a Microsoft OAuth app pointing at the mock provider, an
+/// SMTP profile whose identities sign in themselves, and Ada's OAuth identity.
+async fn world(slug: &str, oauth_config: Value) -> World {
+    let app = TestApp::spawn().await;
+    let t = app.tenant(slug).await;
+    let ada = app.user(&t, "ada", "sender").await;
+    let mut cfg = oauth_config;
+    cfg["email"] = json!(ada.email);
+    let oauth = OAuthPeer::start(cfg).await;
+    let smtp = SmtpPeer::start(json!({"oauthIssuer": oauth.issuer, "authOptional": true})).await;
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/v1/oauth-apps/microsoft",
+            &t.admin_key,
+            Some(json!({
+                "client_id": "herald-test-client",
+                "authority": "organizations",
+                "redirect_uri": app.url("/oauth/callback"),
+                "authorize_url": format!("{}/authorize", oauth.issuer),
+                "token_url": format!("{}/token", oauth.issuer),
+                "userinfo_url": format!("{}/userinfo", oauth.issuer),
+                "client_secret": "client-secret-123",
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["client_secret_set"], true);
+    let (status, profile) = app
+        .send(
+            Method::POST,
+            "/api/v1/relay-profiles",
+            &t.admin_key,
+            Some(json!({
+                "name": "Office 365 (test)",
+                "transport": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                                       "auth": {"mode": "identity"}}},
+                "from": {"address": format!("office@{}", t.domain)},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{profile}");
+    // The tenant's own notices go out through the same server.
+    let (status, notices) = app
+        .send(
+            Method::POST,
+            "/api/v1/relay-profiles",
+            &t.admin_key,
+            Some(json!({
+                "name": "Notices",
+                "transport": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
+                                       "auth": {"mode": "none"}}},
+                "from": {"address": format!("herald@{}", t.domain)},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{notices}");
+    let (status, _) = app
+        .send(
+            Method::PUT,
+            "/api/v1/relay-routing",
+            &t.admin_key,
+            Some(json!({"default_profile_id": notices["id"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, identity) = app
+        .send_as(
+            &ada,
+            Method::POST,
+            "/api/v1/identities",
+            Some(json!({"address": ada.email, "profile_id": profile["id"],
+                        "auth": {"method": "oauth", "provider": "microsoft"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{identity}");
+    World {
+        identity: identity["id"].as_str().unwrap().to_owned(),
+        app,
+        t,
+        ada,
+        oauth,
+        smtp,
+    }
+}
+
+impl World {
+    /// Starts a consent as `user` and follows the provider's redirect:
+    /// the callback URL it sends the browser to.
+    async fn consent(&self, user: &TestUser) -> String {
+        let (status, start) = self
+            .app
+            .send_as(
+                user,
+                Method::POST,
+                &format!("/api/v1/identities/{}/oauth/start", self.identity),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{start}");
+        let url = start["authorize_url"].as_str().unwrap();
+        let res = self.app.client.get(url).send().await.unwrap();
+        assert_eq!(res.status(), 302, "the provider redirects back");
+        res.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    async fn callback(&self, user: &TestUser, url: &str) -> (u16, String) {
+        let res = self
+            .app
+            .client
+            .get(url)
+            .header("cookie", &user.cookie)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    async fn identity(&self) -> Value {
+        let (status, v) = self
+            .app
+            .get(
+                &format!("/api/v1/identities/{}", self.identity),
+                &self.t.admin_key,
+            )
+            .await;
+        assert_eq!(status, 200);
+        v
+    }
+
+    async fn test_send(&self) -> Value {
+        let (status, r) = self
+            .app
+            .send_as(
+                &self.ada,
+                Method::POST,
+                &format!("/api/v1/identities/{}/test", self.identity),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{r}");
+        r
+    }
+
+    async fn sealed(&self, field: &str) -> Option<String> {
+        let herald = self.app.herald();
+        herald_store::secrets::get(
+            herald.store().read(),
+            herald.keys(),
+            herald_store::secrets::Slot {
+                tenant: self.t.id.parse().unwrap(),
+                table: "sender_identity",
+                row: &self.identity,
+                field,
+            },
+        )
+        .await
+        .unwrap()
+        .map(|s| String::from_utf8(s.expose().clone()).unwrap())
+    }
+
+    /// Makes the stored access token look expired.
+    async fn expire_access_token(&self) {
+        self.app
+            .herald()
+            .store()
+            .read_write_for_tests(&format!(
+                "UPDATE sender_identity SET access_expires_at = 0 WHERE id = '{}'",
+                self.identity
+            ))
+            .await;
+    }
+}
+
+trait RawSql {
+    async fn read_write_for_tests(&self, sql: &str);
+}
+
+impl RawSql for herald_store::Store {
+    async fn read_write_for_tests(&self, sql: &str) {
+        let tx = self.begin().await.unwrap();
+        tx.conn().execute_unprepared(sql).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn consent_round_trip_then_a_message_over_xoauth2_with_the_issued_token() {
+    let w = world("oauthok", json!({})).await;
+    let (status, start) = w
+        .app
+        .send_as(
+            &w.ada,
+            Method::POST,
+            &format!("/api/v1/identities/{}/oauth/start", w.identity),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{start}");
+    let url = start["authorize_url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/authorize?", w.oauth.issuer)));
+    for part in [
+        "code_challenge_method=S256",
+        "response_type=code",
+        "scope=https%3A%2F%2Foutlook.office.com%2FSMTP.Send+offline_access+openid+email",
+        &format!("login_hint={}", w.ada.email.replace('@', "%40")),
+        "client_id=herald-test-client",
+    ] {
+        assert!(url.contains(part), "{part} missing from {url}");
+    }
+    let res = w.app.client.get(url).send().await.unwrap();
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&w.app.url("/oauth/callback?")));
+    let (status, page) = w.callback(&w.ada, &callback).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("is connected"));
+
+    let identity = w.identity().await;
+    assert_eq!(identity["status"], "connected");
+    assert_eq!(identity["tokens_set"], true);
+    assert_eq!(identity["auth"]["granted_mailbox"], w.ada.email.as_str());
+    let issued = w.oauth.token_requests();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0]["grant_type"], "authorization_code");
+
+    let r = w.test_send().await;
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(r["token_expires_at"].is_string());
+    assert!(r["token_scopes"].to_string().contains("SMTP.Send"), "{r}");
+    assert!(
+        r["transcript"]
+            .to_string()
+            .contains("AUTH XOAUTH2 ********")
+    );
+    let got = w.smtp.received(1).await;
+    assert_eq!(got[0]["user"]["name"], w.ada.email.as_str());
+    assert_eq!(
+        got[0]["user"]["token"], issued[0]["access_token"],
+        "the provider's token"
+    );
+    assert_eq!(
+        w.oauth.token_requests().len(),
+        1,
+        "a fresh token is not refreshed"
+    );
+
+    // Tokens are sealed: not in any stored byte.
+    let dump = w.app.db.dump().await;
+    for t in [&issued[0]["access_token"], &issued[0]["refresh_token"]] {
+        assert!(
+            !dump.contains(t.as_str().unwrap()),
+            "a token is stored in clear"
+        );
+    }
+    assert!(!dump.contains("client-secret-123"));
+
+    // The callback URL cannot be used twice.
+    let (status, page) = w.callback(&w.ada, &callback).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("already used"), "{page}");
+
+    // Disconnect wipes the tokens.
+    let (status, _) = w
+        .app
+        .send_as(
+            &w.ada,
+            Method::POST,
+            &format!("/api/v1/identities/{}/oauth/disconnect", w.identity),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(w.sealed("refresh_token").await, None);
+    assert_eq!(w.identity().await["status"], "unverified");
+}
+
+#[tokio::test]
+async fn refused_consents_store_nothing() {
+    let w = world("oauthrefuse", json!({})).await;
+    let bob = w.app.user(&w.t, "bob", "sender").await;
+    let untouched = |v: &Value| v["status"] == "unverified" && v["tokens_set"] == false;
+
+    // Another user's state.
+    let url = w.consent(&w.ada).await;
+    let (status, page) = w.callback(&bob, &url).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("another user"), "{page}");
+    assert!(untouched(&w.identity().await));
+
+    // An expired state.
+    let url = w.consent(&w.ada).await;
+    w.app
+        .herald()
+        .store()
+        .read_write_for_tests("UPDATE oauth_state SET expires_at = 0")
+        .await;
+    let (status, page) = w.callback(&w.ada, &url).await;
+    assert_eq!((status, page.contains("expired")), (400, true), "{page}");
+
+    // An unknown state, and a provider error.
+    let (status, _) = w
+        .callback(&w.ada, &w.app.url("/oauth/callback?state=forged&code=x"))
+        .await;
+    assert_eq!(status, 400);
+    let url = w.consent(&w.ada).await;
+    let state = url
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let denied = w.app.url(&format!(
+        "/oauth/callback?error=access_denied&error_description=AADSTS65004&state={state}"
+    ));
+    let (status, page) = w.callback(&w.ada, &denied).await;
+    assert_eq!((status, page.contains("declined")), (400, true), "{page}");
+
+    // PKCE: a code issued for one consent, presented with another's state
+    // (so with the other's verifier): the provider refuses the exchange.
+    let first = w.consent(&w.ada).await;
+    let second = w.consent(&w.ada).await;
+    let code = first
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let state = second
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let swapped = w
+        .app
+        .url(&format!("/oauth/callback?code={code}&state={state}"));
+    let (status, page) = w.callback(&w.ada, &swapped).await;
+    assert_eq!(
+        (status, page.contains("could not be exchanged")),
+        (400, true),
+        "{page}"
+    );
+
+    // The provider vouches for another mailbox.
+    w.oauth
+        .control(json!({"email": "someone.else@elsewhere.example"}))
+        .await;
+    let url = w.consent(&w.ada).await;
+    let (status, page) = w.callback(&w.ada, &url).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("someone.else@elsewhere.example"), "{page}");
+
+    assert!(untouched(&w.identity().await));
+    assert_eq!(w.sealed("refresh_token").await, None);
+    assert_eq!(w.sealed("access_token").await, None);
+}
+
+#[tokio::test]
+async fn refresh_once_for_many_senders_rotate_and_recover_from_revocation() {
+    // Tokens from the consent live one minute (inside the five-minute
+    // margin); refreshed ones an hour.
+    let w = world(
+        "oauthrefresh",
+        json!({"code_expires_in": 60, "refresh_expires_in": 3600}),
+    )
+    .await;
+    let url = w.consent(&w.ada).await;
+    assert_eq!(w.callback(&w.ada, &url).await.0, 200);
+    let first_refresh = w.oauth.token_requests()[0]["refresh_token"].clone();
+
+    // Twenty senders at once: one refresh, everyone uses its token.
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let req = w
+            .app
+            .client
+            .post(
+                w.app
+                    .url(&format!("/api/v1/identities/{}/test", w.identity)),
+            )
+            .header("cookie", &w.ada.cookie);
+        sends.spawn(async move { req.send().await.unwrap().json::<Value>().await.unwrap() });
+    }
+    while let Some(r) = sends.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r["ok"], true, "{r:#}");
+    }
+    let requests = w.oauth.token_requests();
+    let refreshes: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["grant_type"] == "refresh_token")
+        .collect();
+    assert_eq!(refreshes.len(), 1, "{requests:#?}");
+    let got = w.smtp.received(20).await;
+    assert_eq!(got.len(), 20);
+    for m in &got {
+        assert_eq!(m["user"]["token"], refreshes[0]["access_token"]);
+    }
+    // The rotated refresh token replaced the first one.
+    let stored = w.sealed("refresh_token").await.unwrap();
+    assert_eq!(stored, refreshes[0]["refresh_token"].as_str().unwrap());
+    assert_ne!(json!(stored), first_refresh);
+
+    // Revoked at the provider: needs_reauth, and Ada is told by mail.
+    w.oauth.control(json!({"revoke": true})).await;
+    w.expire_access_token().await;
+    let r = w.test_send().await;
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["diagnosis"]["code"], "not_connected", "{r:#}");
+    let identity = w.identity().await;
+    assert_eq!(identity["status"], "needs_reauth");
+    let got = w.smtp.received(21).await;
+    let notice = got.last().unwrap();
+    assert_eq!(notice["to"], json!([w.ada.email]));
+    assert!(
+        notice["data"]
+            .as_str()
+            .unwrap()
+            .contains("Action needed: reconnect")
+    );
+
+    // Consenting again connects it, and mail flows.
+    w.oauth.control(json!({"revoke": false})).await;
+    let url = w.consent(&w.ada).await;
+    assert_eq!(w.callback(&w.ada, &url).await.0, 200);
+    assert_eq!(w.identity().await["status"], "connected");
+}
