@@ -447,3 +447,115 @@ async fn refresh_once_for_many_senders_rotate_and_recover_from_revocation() {
     assert_eq!(w.callback(&w.ada, &url).await.0, 200);
     assert_eq!(w.identity().await["status"], "connected");
 }
+
+#[tokio::test]
+async fn a_rejected_token_is_refreshed_and_retried_once_before_it_counts() {
+    let w = world("oauthreject", json!({})).await;
+    let url = w.consent(&w.ada).await;
+    assert_eq!(w.callback(&w.ada, &url).await.0, 200);
+    // From now on the provider's tokens name another mailbox, so the SMTP
+    // server answers XOAUTH2 with a challenge (as Gmail does).
+    w.oauth
+        .control(json!({"email": "intruder@elsewhere.example"}))
+        .await;
+    w.expire_access_token().await;
+    let r = w.test_send().await;
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["diagnosis"]["sender_auth"], true, "{r:#}");
+    let refreshes = w
+        .oauth
+        .token_requests()
+        .iter()
+        .filter(|r| r["grant_type"] == "refresh_token")
+        .count();
+    assert_eq!(refreshes, 2, "one before sending, one after the rejection");
+    assert_eq!(w.identity().await["status"], "failing");
+    assert_eq!(w.smtp.received(0).await.len(), 0, "nothing was delivered");
+}
+
+#[tokio::test]
+async fn oauth_apps_are_admin_settings_with_a_write_only_secret() {
+    let w = world("oauthapps", json!({})).await;
+    let (status, app) = w
+        .app
+        .get("/api/v1/oauth-apps/microsoft", &w.t.admin_key)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app["source"], "tenant");
+    assert!(!app.to_string().contains("client-secret-123"));
+    let (status, _) = w.app.get("/api/v1/oauth-apps/google", &w.t.admin_key).await;
+    assert_eq!(status, 404, "no tenant or platform app for Google");
+    let (status, _) = w.app.get("/api/v1/oauth-apps/yahoo", &w.t.admin_key).await;
+    assert_eq!(status, 404);
+    let (status, _) = w
+        .app
+        .send_as(&w.ada, Method::GET, "/api/v1/oauth-apps/microsoft", None)
+        .await;
+    assert_eq!(status, 403, "senders do not manage OAuth apps");
+    let other = w.app.tenant("oauthappsother").await;
+    let (status, _) = w
+        .app
+        .get("/api/v1/oauth-apps/microsoft", &other.admin_key)
+        .await;
+    assert_eq!(status, 404, "another tenant's app is invisible");
+
+    for (body, field) in [
+        (
+            json!({"client_id": "c", "redirect_uri": "https://herald.example/elsewhere"}),
+            "redirect_uri",
+        ),
+        (
+            json!({"client_id": "c", "redirect_uri": "https://herald.example/oauth/callback", "authority": "../x"}),
+            "authority",
+        ),
+        (
+            json!({"client_id": "c\r\n", "redirect_uri": "https://herald.example/oauth/callback"}),
+            "client_id",
+        ),
+        (
+            json!({"client_id": "c", "redirect_uri": "https://herald.example/oauth/callback", "token_url": "ftp://x"}),
+            "token_url",
+        ),
+    ] {
+        let (status, err) = w
+            .app
+            .send(
+                Method::PUT,
+                "/api/v1/oauth-apps/microsoft",
+                &w.t.admin_key,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}: {err}");
+        assert_eq!(err["error"]["field"], field, "{body}: {err}");
+    }
+
+    // The portal's button goes to the provider.
+    let res = w
+        .app
+        .client
+        .post(w.app.url(&format!("/identities/{}/oauth", w.identity)))
+        .header("cookie", &w.ada.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(&w.oauth.issuer)
+    );
+
+    // An API key cannot give consent for a person.
+    let (status, _) = w
+        .app
+        .send(
+            Method::POST,
+            &format!("/api/v1/identities/{}/oauth/start", w.identity),
+            &w.t.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+}

@@ -72,6 +72,9 @@ pub struct AccessToken {
     pub token: SecretString,
     pub expires_at: Option<Timestamp>,
     pub scopes: Vec<String>,
+    /// The credential generation this token belongs to (pass it back as
+    /// `force_generation` when the server rejects the token).
+    pub generation: i64,
 }
 
 /// Why no access token could be had.
@@ -622,6 +625,7 @@ impl Herald {
                 token: open(token),
                 expires_at: access_expires_at,
                 scopes,
+                generation,
             });
         }
         let refresh = secrets::get(db, &self.keys, slot("refresh_token"))
@@ -675,6 +679,7 @@ impl Herald {
                     token: tokens.access_token,
                     expires_at,
                     scopes,
+                    generation: generation + 1,
                 })
             }
             Err(OAuthError::Revoked(detail)) => {

@@ -137,10 +137,10 @@ impl Herald {
                     }
                 }
             }
-            (Transport::Smtp(_), IdentityAuth::OAuth { generation, .. }) => {
+            (Transport::Smtp(_), IdentityAuth::OAuth { .. }) => {
                 match self.access_token(actor.tenant_id, id, None).await {
                     Ok(t) => {
-                        token_info = Some((t.expires_at, t.scopes, *generation));
+                        token_info = Some((t.expires_at, t.scopes, t.generation));
                         Some(SmtpLogin::Xoauth2 {
                             username: identity.address.to_string(),
                             access_token: t.token,
@@ -198,7 +198,7 @@ impl Herald {
                                 access_token: t.token,
                             }),
                         };
-                        token_info = Some((t.expires_at, t.scopes, *generation + 1));
+                        token_info = Some((t.expires_at, t.scopes, t.generation));
                         report = self.run_test(&profile, sender, &to).await?;
                     }
                 }
