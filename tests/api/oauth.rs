@@ -559,3 +559,60 @@ async fn oauth_apps_are_admin_settings_with_a_write_only_secret() {
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_platform_app_from_the_configuration_serves_tenants_without_their_own() {
+    let app = TestApp::spawn_with(&[
+        ("HERALD_PUBLIC_URL", "https://herald.example/"),
+        ("HERALD_OAUTH__GOOGLE__CLIENT_ID", "platform-google-client"),
+        (
+            "HERALD_OAUTH__GOOGLE__CLIENT_SECRET",
+            "platform-google-secret",
+        ),
+    ])
+    .await;
+    let t = app.tenant("oauthplatform").await;
+    let (status, got) = app.get("/api/v1/oauth-apps/google", &t.admin_key).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["source"], "platform");
+    assert_eq!(got["client_id"], "platform-google-client");
+    assert_eq!(got["redirect_uri"], "https://herald.example/oauth/callback");
+    assert_eq!(got["client_secret_set"], true);
+    assert!(!got.to_string().contains("platform-google-secret"));
+
+    // A Google consent starts with offline access and forced consent.
+    let ada = app.user(&t, "ada", "sender").await;
+    let (_, identity) = app
+        .send_as(
+            &ada,
+            Method::POST,
+            "/api/v1/identities",
+            Some(json!({"address": ada.email, "auth": {"method": "oauth", "provider": "google"}})),
+        )
+        .await;
+    let (status, start) = app
+        .send_as(
+            &ada,
+            Method::POST,
+            &format!(
+                "/api/v1/identities/{}/oauth/start",
+                identity["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{start}");
+    let url = start["authorize_url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://accounts.google.com/o/oauth2/v2/auth?"),
+        "{url}"
+    );
+    for part in [
+        "access_type=offline",
+        "prompt=consent",
+        "client_id=platform-google-client",
+        "redirect_uri=https%3A%2F%2Fherald.example%2Foauth%2Fcallback",
+    ] {
+        assert!(url.contains(part), "{part} missing from {url}");
+    }
+}
