@@ -369,6 +369,12 @@ impl Herald {
         let hash = state_hash(auth.state.expose());
         let expires_at = Timestamp::now().plus_secs(STATE_TTL_SECS);
         let tx = self.store.begin().await?;
+        // Sweep a few long-expired consents (and their verifiers) as we go.
+        let stale = Timestamp::now().plus_secs(-3600);
+        for (tenant, old) in store_oauth::expired_states(tx.conn(), stale, 50).await? {
+            secrets::delete_row(tx.conn(), tenant, STATE_TABLE, &old).await?;
+            store_oauth::delete_state(tx.conn(), &old).await?;
+        }
         store_oauth::insert_state(
             tx.conn(),
             &ConsentState {

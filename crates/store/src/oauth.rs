@@ -4,7 +4,9 @@ use herald_domain::{
     IdentityId, OAuthApp, OAuthAppSettings, OAuthProvider, TenantId, Timestamp, UserId,
 };
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 
 use crate::StoreError;
 use crate::convert::parse;
@@ -127,14 +129,16 @@ pub async fn use_state(db: &impl ConnectionTrait, state_hash: &str) -> Result<bo
     Ok(res.rows_affected == 1)
 }
 
-/// Deletes states that expired before `before` (their sealed verifiers go
-/// with the caller's `secrets::delete_row`).
+/// Up to `limit` states that expired before `before`, to delete with
+/// [`delete_state`] and their sealed verifiers.
 pub async fn expired_states(
     db: &impl ConnectionTrait,
     before: Timestamp,
+    limit: u64,
 ) -> Result<Vec<(TenantId, String)>, StoreError> {
     oauth_state::Entity::find()
         .filter(oauth_state::Column::ExpiresAt.lt(before.as_micros()))
+        .limit(limit)
         .all(db)
         .await?
         .into_iter()
