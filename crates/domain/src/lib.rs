@@ -10,6 +10,7 @@ pub mod ids;
 pub mod oauth;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod outcome;
 pub mod profile;
 pub mod records;
 pub mod relay;
@@ -24,6 +25,7 @@ pub use email::{DisplayName, EmailAddress};
 pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
 pub use ids::{ApiKeyId, AuditEntryId, IdentityId, RelayProfileId, SessionId, TenantId, UserId};
 pub use oauth::{MicrosoftAuthority, OAuthApp, OAuthAppSettings, OAuthClientId, RedirectUri};
+pub use outcome::{BounceClass, DeliveryOutcome, EnhancedCode, SmtpStep, classify_reply};
 pub use profile::{
     AttachmentPolicy, BaseUrl, CaCertificates, DisplayNameRule, FromMailbox, MailgunRegion,
     MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, RelayProfile,
