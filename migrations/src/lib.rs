@@ -11,6 +11,7 @@ mod columns;
 mod m20261122_000001_foundation;
 mod m20261122_000002_relay;
 mod m20261122_000003_oauth;
+mod m20261122_000004_event;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_foundation::Migration),
             Box::new(m20261122_000002_relay::Migration),
             Box::new(m20261122_000003_oauth::Migration),
+            Box::new(m20261122_000004_event::Migration),
         ]
     }
 }

@@ -441,11 +441,32 @@ async fn refresh_once_for_many_senders_rotate_and_recover_from_revocation() {
             .contains("Action needed: reconnect")
     );
 
-    // Consenting again connects it, and mail flows.
+    // Consenting again connects it.
     w.oauth.control(json!({"revoke": false})).await;
     let url = w.consent(&w.ada).await;
     assert_eq!(w.callback(&w.ada, &url).await.0, 200);
     assert_eq!(w.identity().await["status"], "connected");
+
+    // Each step is in the tenant's event log, newest first.
+    let herald = w.app.herald();
+    let events = herald_store::events::for_identity(
+        herald.store().read(),
+        w.t.id.parse().unwrap(),
+        w.identity.parse().unwrap(),
+        50,
+    )
+    .await
+    .unwrap();
+    let kinds: Vec<String> = events.iter().map(|e| e.kind.to_string()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "identity_connected",
+            "reauth_required",
+            "token_refreshed",
+            "identity_connected"
+        ]
+    );
 }
 
 #[tokio::test]

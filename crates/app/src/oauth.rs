@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use herald_crypto::{SecretString, TokenHash};
 use herald_domain::{
-    Actor, AuditAction, ChangedFields, EmailAddress, IdentityAuth, IdentityId, IdentityStatus,
-    InvalidInput, OAuthApp, OAuthAppSettings, OAuthProvider, Role, SenderIdentity, TenantId,
-    Timestamp,
+    Actor, AuditAction, ChangedFields, EmailAddress, Event, EventKind, IdentityAuth, IdentityId,
+    IdentityStatus, InvalidInput, OAuthApp, OAuthAppSettings, OAuthProvider, Role, SenderIdentity,
+    TenantId, Timestamp,
 };
 use herald_oauth::{Endpoints, OAuthClient, OAuthError};
 use herald_store::oauth::{self as store_oauth, ConsentState};
-use herald_store::{Connection, identities, secrets};
+use herald_store::{Connection, events, identities, secrets};
 use serde_json::Value;
 
 use crate::access::Require;
@@ -531,6 +531,16 @@ impl Herald {
         )
         .await?;
         identities::update(tx.conn(), &connected).await?;
+        events::insert(
+            tx.conn(),
+            &Event::for_identity(
+                consent.tenant_id,
+                identity.id,
+                EventKind::IdentityConnected,
+                Some(format!("{provider} consent as {}", identity.address)),
+            ),
+        )
+        .await?;
         record(
             tx.conn(),
             actor,
@@ -571,6 +581,11 @@ impl Herald {
         }
         after.status = IdentityStatus::Unverified;
         identities::update(tx.conn(), &after).await?;
+        events::insert(
+            tx.conn(),
+            &Event::for_identity(actor.tenant_id, id, EventKind::IdentityDisconnected, None),
+        )
+        .await?;
         record(
             tx.conn(),
             actor,
@@ -679,6 +694,15 @@ impl Herald {
                     .await?;
                 }
                 identities::update(tx.conn(), &after).await?;
+                let note = tokens
+                    .refresh_token
+                    .as_ref()
+                    .map(|_| "refresh token rotated".to_owned());
+                events::insert(
+                    tx.conn(),
+                    &Event::for_identity(tenant, id, EventKind::TokenRefreshed, note),
+                )
+                .await?;
                 tx.commit().await?;
                 tracing::info!(%tenant, identity = %id, rotated = tokens.refresh_token.is_some(), "access token refreshed");
                 Ok(AccessToken {
@@ -700,6 +724,16 @@ impl Herald {
                     id,
                     IdentityStatus::NeedsReauth,
                     Some(&message),
+                )
+                .await?;
+                events::insert(
+                    tx.conn(),
+                    &Event::for_identity(
+                        tenant,
+                        id,
+                        EventKind::ReauthRequired,
+                        Some(message.clone()),
+                    ),
                 )
                 .await?;
                 tx.commit().await?;

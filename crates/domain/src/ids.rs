@@ -88,6 +88,12 @@ id_type!(
     "identity_id"
 );
 
+id_type!(
+    /// One entry of a tenant's event log.
+    EventId,
+    "event_id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

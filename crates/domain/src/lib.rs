@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod delivery;
 pub mod email;
+pub mod event;
 pub mod identity;
 pub mod ids;
 pub mod oauth;
@@ -22,8 +23,11 @@ pub mod time;
 pub use audit::{AuditAction, ChangedFields};
 pub use delivery::{BatchSize, BounceMailbox, DeliverySettings, MailboxAuth, MailboxProtocol};
 pub use email::{DisplayName, EmailAddress};
+pub use event::{Event, EventKind};
 pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
-pub use ids::{ApiKeyId, AuditEntryId, IdentityId, RelayProfileId, SessionId, TenantId, UserId};
+pub use ids::{
+    ApiKeyId, AuditEntryId, EventId, IdentityId, RelayProfileId, SessionId, TenantId, UserId,
+};
 pub use oauth::{MicrosoftAuthority, OAuthApp, OAuthAppSettings, OAuthClientId, RedirectUri};
 pub use outcome::{BounceClass, DeliveryOutcome, EnhancedCode, SmtpStep, classify_reply};
 pub use profile::{

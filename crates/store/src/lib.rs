@@ -10,6 +10,7 @@ pub mod audit;
 mod convert;
 mod entity;
 mod error;
+pub mod events;
 pub mod identities;
 pub mod oauth;
 pub mod relay_profiles;

@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod audit_entry;
+pub mod event;
 pub mod identity_user;
 pub mod oauth_app;
 pub mod oauth_state;

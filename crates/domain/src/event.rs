@@ -1,0 +1,120 @@
+//! The per-tenant event log: everything that happens to a message, and to
+//! the identities and profiles that send it, in Mailgun's vocabulary.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EventId, IdentityId, InvalidInput, RelayProfileId, TenantId, Timestamp};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Accepted,
+    Rejected,
+    Delivered,
+    Failed,
+    Complained,
+    Unsubscribed,
+    Stored,
+    /// An identity connected through "Authenticate with MFA".
+    IdentityConnected,
+    /// An identity's access token was refreshed.
+    TokenRefreshed,
+    /// The provider revoked the grant: the owner must consent again.
+    ReauthRequired,
+    /// An identity's tokens were wiped.
+    IdentityDisconnected,
+    /// A relay or identity refused our credentials; its mail is held.
+    Paused,
+    /// Held mail was released.
+    Resumed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 13] = [
+        Self::Accepted,
+        Self::Rejected,
+        Self::Delivered,
+        Self::Failed,
+        Self::Complained,
+        Self::Unsubscribed,
+        Self::Stored,
+        Self::IdentityConnected,
+        Self::TokenRefreshed,
+        Self::ReauthRequired,
+        Self::IdentityDisconnected,
+        Self::Paused,
+        Self::Resumed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Complained => "complained",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Stored => "stored",
+            Self::IdentityConnected => "identity_connected",
+            Self::TokenRefreshed => "token_refreshed",
+            Self::ReauthRequired => "reauth_required",
+            Self::IdentityDisconnected => "identity_disconnected",
+            Self::Paused => "paused",
+            Self::Resumed => "resumed",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| InvalidInput::new("event", format!("{s:?} is not an event kind")))
+    }
+}
+
+/// One event. Message events fill the recipient and message fields (issue
+/// of the send pipeline); identity and profile events name those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub identity_id: Option<IdentityId>,
+    pub profile_id: Option<RelayProfileId>,
+    /// A human-readable reason or description.
+    pub description: Option<String>,
+}
+
+impl Event {
+    /// An event about an identity, now.
+    pub fn for_identity(
+        tenant_id: TenantId,
+        identity: IdentityId,
+        kind: EventKind,
+        description: Option<String>,
+    ) -> Self {
+        Self {
+            id: EventId::new(),
+            tenant_id,
+            at: Timestamp::now(),
+            kind,
+            identity_id: Some(identity),
+            profile_id: None,
+            description,
+        }
+    }
+}
