@@ -8,6 +8,7 @@ pub mod email;
 pub mod event;
 pub mod identity;
 pub mod ids;
+pub mod message;
 pub mod oauth;
 #[cfg(feature = "openapi")]
 mod openapi;
