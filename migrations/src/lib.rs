@@ -12,6 +12,7 @@ mod m20261122_000001_foundation;
 mod m20261122_000002_relay;
 mod m20261122_000003_oauth;
 mod m20261122_000004_event;
+mod m20261122_000005_queue;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_relay::Migration),
             Box::new(m20261122_000003_oauth::Migration),
             Box::new(m20261122_000004_event::Migration),
+            Box::new(m20261122_000005_queue::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ mod identities;
 mod oauth;
 mod portal;
 mod profiles;
+mod queue;
 mod storage;
 mod test_send;
 mod users;

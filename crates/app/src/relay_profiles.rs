@@ -7,7 +7,7 @@ use herald_domain::{
     RelayProfile, RelayProfileId, Role, TenantId, Timestamp,
 };
 use herald_store::relay_profiles::{self, Routing};
-use herald_store::{Connection, identities, secrets, tenants, users};
+use herald_store::{Connection, identities, messages, secrets, tenants, users};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -202,15 +202,16 @@ impl Herald {
             .ok_or(AppError::NotFound("relay profile"))?;
         let identities_using = identities::count_using_profile(db, actor.tenant_id, id).await?;
         let routes = relay_profiles::routes_to(db, actor.tenant_id, id).await?;
+        let queued = messages::unfinished_using_profile(db, actor.tenant_id, id).await?;
         let mut fields = ChangedFields::new();
-        if identities_using + routes > 0 {
+        if identities_using + routes + queued > 0 {
             let Some(target) = move_to else {
                 return Err(AppError::conflict(
                     Some("move_to"),
                     format!(
                         "relay profile {:?} is in use ({identities_using} sender identities, \
-                         {routes} routes of the tenant's mail); pass move_to=<profile id> to \
-                         move them to another profile first",
+                         {routes} routes of the tenant's mail, {queued} unsent messages); pass \
+                         move_to=<profile id> to move them to another profile first",
                         profile.settings.name.as_str()
                     ),
                 ));
@@ -231,6 +232,7 @@ impl Herald {
             }
             identities::move_profile(db, actor.tenant_id, id, target).await?;
             relay_profiles::move_routes(db, actor.tenant_id, id, target).await?;
+            messages::move_profile(db, actor.tenant_id, id, target).await?;
             fields.push("moved_to");
         }
         secrets::delete_row(db, actor.tenant_id, TABLE, &id.to_string()).await?;

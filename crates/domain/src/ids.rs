@@ -89,6 +89,11 @@ id_type!(
 );
 
 id_type!(
+    /// An accepted message.
+    MessageId,
+    "message_id"
+);
+id_type!(
     /// One entry of a tenant's event log.
     EventId,
     "event_id"

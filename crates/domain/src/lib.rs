@@ -14,6 +14,7 @@ pub mod oauth;
 mod openapi;
 pub mod outcome;
 pub mod profile;
+pub mod queue;
 pub mod records;
 pub mod relay;
 pub mod role;
@@ -27,7 +28,8 @@ pub use email::{DisplayName, EmailAddress};
 pub use event::{Event, EventKind};
 pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
 pub use ids::{
-    ApiKeyId, AuditEntryId, EventId, IdentityId, RelayProfileId, SessionId, TenantId, UserId,
+    ApiKeyId, AuditEntryId, EventId, IdentityId, MessageId, RelayProfileId, SessionId, TenantId,
+    UserId,
 };
 pub use oauth::{MicrosoftAuthority, OAuthApp, OAuthAppSettings, OAuthClientId, RedirectUri};
 pub use outcome::{BounceClass, DeliveryOutcome, EnhancedCode, SmtpStep, classify_reply};
@@ -36,6 +38,7 @@ pub use profile::{
     MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, RelayProfile,
     SenderPolicy, SmtpAuth, SmtpRelay, SmtpUsername, TlsTrust, Transport,
 };
+pub use queue::{MessageStatus, QueuedMessage, RecipientState, RecipientStatus};
 pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};
 pub use relay::{
     AttachmentLimitMb, Port, RelayHost, RetrySchedule, SecurityMode, SmtpTimeout, ThrottleRate,

@@ -12,6 +12,7 @@ mod entity;
 mod error;
 pub mod events;
 pub mod identities;
+pub mod messages;
 pub mod oauth;
 pub mod relay_profiles;
 pub mod secrets;

@@ -1,0 +1,188 @@
+//! Accepted messages and their recipients.
+
+use herald_domain::{
+    EmailAddress, MessageId, MessageStatus, PurposeName, QueuedMessage, RecipientState,
+    RecipientStatus, RelayProfileId, TenantId, Timestamp,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder,
+};
+
+use crate::StoreError;
+use crate::convert::{parse, parse_with};
+use crate::entity::{message, recipient};
+
+/// What is stored beside a message's envelope.
+pub struct MessageBody<'a> {
+    pub mime: &'a [u8],
+    /// JSON for events: to, from, subject, message-id.
+    pub headers_json: &'a str,
+    pub tags_json: &'a str,
+    pub user_variables_json: &'a str,
+}
+
+/// Stores a message and its recipients (queued, due at `deliver_after`), in
+/// the caller's transaction.
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    m: &QueuedMessage,
+    body: &MessageBody<'_>,
+    recipients: &[EmailAddress],
+) -> Result<(), StoreError> {
+    let now = Timestamp::now().as_micros();
+    message::Entity::insert(message::ActiveModel {
+        id: Set(m.id.to_string()),
+        tenant_id: Set(m.tenant_id.to_string()),
+        profile_id: Set(m.profile_id.map(|p| p.to_string())),
+        identity_id: Set(m.identity_id.map(|i| i.to_string())),
+        purpose: Set(m.purpose.as_ref().map(|p| p.to_string())),
+        mail_from: Set(m.mail_from.to_string()),
+        message_id_header: Set(m.message_id_header.clone()),
+        subject: Set(m.subject.clone()),
+        headers: Set(body.headers_json.to_owned()),
+        tags: Set(body.tags_json.to_owned()),
+        user_variables: Set(body.user_variables_json.to_owned()),
+        size: Set(m.size as i64),
+        mime: Set(body.mime.to_vec()),
+        test_mode: Set(m.test_mode),
+        deliver_after: Set(m.deliver_after.as_micros()),
+        status: Set(MessageStatus::Queued.to_string()),
+        created_at: Set(m.created_at.as_micros()),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    let rows = recipients
+        .iter()
+        .enumerate()
+        .map(|(i, a)| recipient::ActiveModel {
+            message_id: Set(m.id.to_string()),
+            idx: Set(i as i32),
+            tenant_id: Set(m.tenant_id.to_string()),
+            address: Set(a.to_string()),
+            address_key: Set(a.as_str().to_lowercase()),
+            status: Set(RecipientStatus::Queued.to_string()),
+            attempts: Set(0),
+            next_attempt_at: Set(m.deliver_after.as_micros()),
+            lease_owner: Set(None),
+            lease_expires_at: Set(None),
+            last_reply: Set(None),
+            updated_at: Set(now),
+        })
+        .collect::<Vec<_>>();
+    if !rows.is_empty() {
+        recipient::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn get(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Option<QueuedMessage>, StoreError> {
+    message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::Id.eq(id.to_string()))
+        .one(db)
+        .await?
+        .map(to_message)
+        .transpose()
+}
+
+pub async fn recipients(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Vec<RecipientState>, StoreError> {
+    recipient::Entity::find()
+        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
+        .filter(recipient::Column::MessageId.eq(id.to_string()))
+        .order_by_asc(recipient::Column::Idx)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(RecipientState {
+                message_id: parse(&r.message_id, "message id")?,
+                index: r.idx as u32,
+                address: parse_with(&r.address, "recipient", EmailAddress::parse)?,
+                status: parse(&r.status, "recipient status")?,
+                attempts: r.attempts as u32,
+                next_attempt_at: Timestamp::from_micros(r.next_attempt_at),
+                last_reply: r.last_reply,
+            })
+        })
+        .collect()
+}
+
+/// Messages of `profile` that are not finished (queued or held).
+pub async fn unfinished_using_profile(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    profile: RelayProfileId,
+) -> Result<u64, StoreError> {
+    Ok(message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::ProfileId.eq(profile.to_string()))
+        .filter(
+            message::Column::Status
+                .is_in([MessageStatus::Queued.as_str(), MessageStatus::Held.as_str()]),
+        )
+        .count(db)
+        .await?)
+}
+
+/// Moves the unfinished messages of `from` to `to` (finished ones keep
+/// their history and lose the link when the profile is deleted).
+pub async fn move_profile(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    from: RelayProfileId,
+    to: RelayProfileId,
+) -> Result<(), StoreError> {
+    message::Entity::update_many()
+        .col_expr(message::Column::ProfileId, Expr::value(to.to_string()))
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::ProfileId.eq(from.to_string()))
+        .filter(
+            message::Column::Status
+                .is_in([MessageStatus::Queued.as_str(), MessageStatus::Held.as_str()]),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+fn to_message(r: message::Model) -> Result<QueuedMessage, StoreError> {
+    Ok(QueuedMessage {
+        id: parse(&r.id, "message id")?,
+        tenant_id: parse(&r.tenant_id, "tenant id")?,
+        profile_id: r
+            .profile_id
+            .as_deref()
+            .map(|p| parse(p, "relay profile id"))
+            .transpose()?,
+        identity_id: r
+            .identity_id
+            .as_deref()
+            .map(|i| parse(i, "identity id"))
+            .transpose()?,
+        purpose: r
+            .purpose
+            .as_deref()
+            .map(|p| parse_with(p, "purpose", PurposeName::parse))
+            .transpose()?,
+        mail_from: parse_with(&r.mail_from, "mail from", EmailAddress::parse)?,
+        message_id_header: r.message_id_header,
+        subject: r.subject,
+        size: r.size as u64,
+        test_mode: r.test_mode,
+        deliver_after: Timestamp::from_micros(r.deliver_after),
+        created_at: Timestamp::from_micros(r.created_at),
+    })
+}

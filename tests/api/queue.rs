@@ -1,0 +1,151 @@
+//! The queue's storage: a message and its recipients stored together, and
+//! relay profiles that unsent mail still needs.
+
+use herald_domain::{EmailAddress, MessageId, QueuedMessage, RecipientStatus, Timestamp};
+use herald_store::{Connection, messages};
+use herald_tests::{TestApp, TestTenant};
+use reqwest::Method;
+use serde_json::json;
+
+async fn profile(app: &TestApp, t: &TestTenant, name: &str) -> String {
+    let (status, p) = app
+        .send(
+            Method::POST,
+            "/api/v1/relay-profiles",
+            &t.admin_key,
+            Some(json!({"name": name, "transport": "sandbox",
+                        "from": {"address": format!("office@{}", t.domain)}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+    p["id"].as_str().unwrap().to_owned()
+}
+
+async fn store_message(app: &TestApp, t: &TestTenant, profile: &str, to: &[&str]) -> MessageId {
+    let id = MessageId::new();
+    let now = Timestamp::now();
+    let m = QueuedMessage {
+        id,
+        tenant_id: t.id.parse().unwrap(),
+        profile_id: Some(profile.parse().unwrap()),
+        identity_id: None,
+        purpose: None,
+        mail_from: EmailAddress::parse(&format!("office@{}", t.domain)).unwrap(),
+        message_id_header: format!("{id}@{}", t.domain),
+        subject: "Report card".into(),
+        size: 11,
+        test_mode: false,
+        deliver_after: now,
+        created_at: now,
+    };
+    let recipients: Vec<EmailAddress> =
+        to.iter().map(|a| EmailAddress::parse(a).unwrap()).collect();
+    let store = app.herald().store();
+    let tx = store.begin().await.unwrap();
+    messages::insert(
+        tx.conn(),
+        &m,
+        &messages::MessageBody {
+            mime: b"Subject: x\r\n\r\nhello",
+            headers_json: "{}",
+            tags_json: "[]",
+            user_variables_json: "{}",
+        },
+        &recipients,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_message_and_its_recipients_are_stored_together() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("queuestore").await;
+    let other = app.tenant("queueother").await;
+    let p = profile(&app, &t, "Relay").await;
+    let id = store_message(&app, &t, &p, &["a@one.example", "B@Two.example"]).await;
+    let db = app.herald().store().read();
+    let got = messages::get(db, t.id.parse().unwrap(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.subject, "Report card");
+    let rcpts = messages::recipients(db, t.id.parse().unwrap(), id)
+        .await
+        .unwrap();
+    assert_eq!(rcpts.len(), 2);
+    assert_eq!(rcpts[1].address.as_str(), "B@two.example");
+    assert!(
+        rcpts
+            .iter()
+            .all(|r| r.status == RecipientStatus::Queued && r.attempts == 0)
+    );
+    // Another tenant finds nothing.
+    assert!(
+        messages::get(db, other.id.parse().unwrap(), id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_profile_with_unsent_mail_is_deleted_only_by_moving_it() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("queuemove").await;
+    let a = profile(&app, &t, "A").await;
+    let b = profile(&app, &t, "B").await;
+    let unsent = store_message(&app, &t, &a, &["x@one.example"]).await;
+    let sent = store_message(&app, &t, &a, &["y@one.example"]).await;
+    let store = app.herald().store();
+    let tx = store.begin().await.unwrap();
+    tx.conn()
+        .execute_unprepared(&format!(
+            "UPDATE message SET status = 'sent' WHERE id = '{sent}'"
+        ))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let (status, err) = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/relay-profiles/{a}"),
+            &t.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 unsent messages"),
+        "{err}"
+    );
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/relay-profiles/{a}?move_to={b}"),
+            &t.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let tenant = t.id.parse().unwrap();
+    let moved = messages::get(store.read(), tenant, unsent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.profile_id.map(|p| p.to_string()), Some(b));
+    let history = messages::get(store.read(), tenant, sent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        history.profile_id, None,
+        "sent mail keeps its history without the profile"
+    );
+}
