@@ -12,6 +12,8 @@ use crate::columns::{id, micros, tenant_fk, text};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+// The columns are named as the schema names them.
+#[allow(clippy::enum_variant_names)]
 #[derive(DeriveIden)]
 enum Message {
     Table,
