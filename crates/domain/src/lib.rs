@@ -13,6 +13,7 @@ pub mod oauth;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod outcome;
+pub mod policy;
 pub mod profile;
 pub mod queue;
 pub mod records;
