@@ -1,7 +1,5 @@
 use super::*;
-use crate::{
-    IdentityAuth, IdentityId, IdentityStatus, RelayProfileId, SenderPolicy, TenantId, Timestamp,
-};
+use crate::{IdentityAuth, IdentityId, IdentityStatus, RelayProfileId, TenantId, Timestamp};
 use serde_json::json;
 
 fn profile(policy: serde_json::Value) -> ProfileSettings {
@@ -244,7 +242,6 @@ fn reply_to_and_display_name_rules() {
             .field,
         "display_name"
     );
-    let _ = SenderPolicy::default();
 }
 
 #[test]
