@@ -38,8 +38,10 @@ async fn store_message(app: &TestApp, t: &TestTenant, profile: &str, to: &[&str]
         deliver_after: now,
         created_at: now,
     };
-    let recipients: Vec<EmailAddress> =
-        to.iter().map(|a| EmailAddress::parse(a).unwrap()).collect();
+    let recipients: Vec<(EmailAddress, RecipientStatus)> = to
+        .iter()
+        .map(|a| (EmailAddress::parse(a).unwrap(), RecipientStatus::Queued))
+        .collect();
     let store = app.herald().store();
     let tx = store.begin().await.unwrap();
     messages::insert(

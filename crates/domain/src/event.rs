@@ -6,7 +6,25 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EventId, IdentityId, InvalidInput, RelayProfileId, TenantId, Timestamp};
+use crate::{
+    EmailAddress, EventId, IdentityId, InvalidInput, MessageId, RelayProfileId, TenantId, Timestamp,
+};
+
+/// How final a failure is (Mailgun's `severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Temporary,
+    Permanent,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Temporary => "temporary",
+            Severity::Permanent => "permanent",
+        }
+    }
+}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,8 +113,16 @@ pub struct Event {
     pub kind: EventKind,
     pub identity_id: Option<IdentityId>,
     pub profile_id: Option<RelayProfileId>,
+    pub message_id: Option<MessageId>,
+    pub recipient: Option<EmailAddress>,
+    pub severity: Option<Severity>,
+    /// Mailgun's reason: generic, bounce, suppress-bounce, old, …
+    pub reason: Option<String>,
     /// A human-readable reason or description.
     pub description: Option<String>,
+    /// JSON with what Mailgun's item carries beyond the columns
+    /// (envelope, message headers, delivery-status, tags, user-variables).
+    pub detail: Option<String>,
 }
 
 impl Event {
@@ -114,7 +140,35 @@ impl Event {
             kind,
             identity_id: Some(identity),
             profile_id: None,
+            message_id: None,
+            recipient: None,
+            severity: None,
+            reason: None,
             description,
+            detail: None,
+        }
+    }
+
+    /// An event about one recipient of a message, now.
+    pub fn for_recipient(
+        tenant_id: TenantId,
+        message_id: MessageId,
+        recipient: &EmailAddress,
+        kind: EventKind,
+    ) -> Self {
+        Self {
+            id: EventId::new(),
+            tenant_id,
+            at: Timestamp::now(),
+            kind,
+            identity_id: None,
+            profile_id: None,
+            message_id: Some(message_id),
+            recipient: Some(recipient.clone()),
+            severity: None,
+            reason: None,
+            description: None,
+            detail: None,
         }
     }
 }

@@ -26,7 +26,7 @@ pub mod time;
 pub use audit::{AuditAction, ChangedFields};
 pub use delivery::{BatchSize, BounceMailbox, DeliverySettings, MailboxAuth, MailboxProtocol};
 pub use email::{DisplayName, EmailAddress};
-pub use event::{Event, EventKind};
+pub use event::{Event, EventKind, Severity};
 pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
 pub use ids::{
     ApiKeyId, AuditEntryId, EventId, IdentityId, MessageId, RelayProfileId, SessionId, TenantId,

@@ -18,19 +18,37 @@ pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreErr
         tenant_id: Set(e.tenant_id.to_string()),
         ts: Set(e.at.as_micros()),
         kind: Set(e.kind.to_string()),
-        severity: Set(None),
-        reason: Set(None),
-        recipient: Set(None),
-        recipient_domain: Set(None),
-        message_id: Set(None),
+        severity: Set(e.severity.map(|s| s.as_str().to_owned())),
+        reason: Set(e.reason.clone()),
+        recipient: Set(e.recipient.as_ref().map(|r| r.to_string())),
+        recipient_domain: Set(e.recipient.as_ref().map(|r| r.domain().to_owned())),
+        message_id: Set(e.message_id.map(|m| m.to_string())),
         identity_id: Set(e.identity_id.map(|i| i.to_string())),
         profile_id: Set(e.profile_id.map(|p| p.to_string())),
         description: Set(e.description.clone()),
-        detail: Set(None),
+        detail: Set(e.detail.clone()),
     })
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// A message's events, oldest first.
+pub async fn for_message(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    message: herald_domain::MessageId,
+) -> Result<Vec<Event>, StoreError> {
+    event::Entity::find()
+        .filter(event::Column::TenantId.eq(tenant.to_string()))
+        .filter(event::Column::MessageId.eq(message.to_string()))
+        .order_by_asc(event::Column::Ts)
+        .order_by_asc(event::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_event)
+        .collect()
 }
 
 /// An identity's events, newest first.
@@ -69,6 +87,24 @@ fn to_event(r: event::Model) -> Result<Event, StoreError> {
             .as_deref()
             .map(|p| parse(p, "profile id"))
             .transpose()?,
+        message_id: r
+            .message_id
+            .as_deref()
+            .map(|m| parse(m, "message id"))
+            .transpose()?,
+        recipient: r
+            .recipient
+            .as_deref()
+            .map(|a| crate::convert::parse_with(a, "recipient", herald_domain::EmailAddress::parse))
+            .transpose()?,
+        severity: match r.severity.as_deref() {
+            None => None,
+            Some("temporary") => Some(herald_domain::Severity::Temporary),
+            Some("permanent") => Some(herald_domain::Severity::Permanent),
+            Some(other) => return Err(StoreError::Corrupt(format!("severity {other:?}"))),
+        },
+        reason: r.reason,
         description: r.description,
+        detail: r.detail,
     })
 }

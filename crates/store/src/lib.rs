@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod relay_profiles;
 pub mod secrets;
 pub mod sessions;
+pub mod suppressions;
 pub mod tenants;
 pub mod users;
 

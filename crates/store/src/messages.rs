@@ -23,14 +23,16 @@ pub struct MessageBody<'a> {
     pub user_variables_json: &'a str,
 }
 
-/// Stores a message and its recipients (queued, due at `deliver_after`), in
-/// the caller's transaction.
+/// Stores a message and its recipients (each with its starting status:
+/// queued, held or suppressed; due at `deliver_after`), in the caller's
+/// transaction.
 pub async fn insert(
     db: &impl ConnectionTrait,
     m: &QueuedMessage,
     body: &MessageBody<'_>,
-    recipients: &[EmailAddress],
+    recipients: &[(EmailAddress, RecipientStatus)],
 ) -> Result<(), StoreError> {
+    let statuses: Vec<RecipientStatus> = recipients.iter().map(|(_, s)| *s).collect();
     let now = Timestamp::now().as_micros();
     message::Entity::insert(message::ActiveModel {
         id: Set(m.id.to_string()),
@@ -48,7 +50,7 @@ pub async fn insert(
         mime: Set(body.mime.to_vec()),
         test_mode: Set(m.test_mode),
         deliver_after: Set(m.deliver_after.as_micros()),
-        status: Set(MessageStatus::Queued.to_string()),
+        status: Set(MessageStatus::of(&statuses).to_string()),
         created_at: Set(m.created_at.as_micros()),
         updated_at: Set(now),
     })
@@ -57,13 +59,13 @@ pub async fn insert(
     let rows = recipients
         .iter()
         .enumerate()
-        .map(|(i, a)| recipient::ActiveModel {
+        .map(|(i, (a, status))| recipient::ActiveModel {
             message_id: Set(m.id.to_string()),
             idx: Set(i as i32),
             tenant_id: Set(m.tenant_id.to_string()),
             address: Set(a.to_string()),
             address_key: Set(a.as_str().to_lowercase()),
-            status: Set(RecipientStatus::Queued.to_string()),
+            status: Set(status.to_string()),
             attempts: Set(0),
             next_attempt_at: Set(m.deliver_after.as_micros()),
             lease_owner: Set(None),

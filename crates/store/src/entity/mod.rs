@@ -13,6 +13,7 @@ pub mod relay_route;
 pub mod sealed_secret;
 pub mod sender_identity;
 pub mod session;
+pub mod suppression;
 pub mod tenant;
 pub mod tenant_domain;
 pub mod tenant_user;
