@@ -8,5 +8,6 @@ mod portal;
 mod profiles;
 mod queue;
 mod storage;
+mod submit;
 mod test_send;
 mod users;

@@ -67,6 +67,12 @@ fn classify(err: AppError) -> (StatusCode, &'static str, String, Option<String>)
             message,
             Some(field).filter(|f| !f.is_empty()),
         ),
+        AppError::TooLarge(message) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            message,
+            Some("attachment".to_owned()),
+        ),
         AppError::NotFound(what) => (
             StatusCode::NOT_FOUND,
             "not_found",

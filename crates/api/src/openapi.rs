@@ -46,6 +46,7 @@ use crate::{health, v1};
         v1::oauth::delete_app,
         v1::oauth::start,
         v1::oauth::disconnect,
+        v1::messages::submit,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

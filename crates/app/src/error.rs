@@ -10,6 +10,9 @@ pub enum AppError {
     /// Input refused at a nested field, named by its dotted path.
     #[error("{message}")]
     InvalidField { field: String, message: String },
+    /// The message is larger than the rules allow (Max Size).
+    #[error("{0}")]
+    TooLarge(String),
     /// No such resource in the caller's tenant (also: it is another tenant's).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -10,6 +10,7 @@ mod json;
 mod keys;
 mod oauth;
 mod relay_profiles;
+mod send;
 mod tenants;
 mod test_send;
 mod users;
@@ -32,6 +33,7 @@ pub use oauth::{
     AccessToken, CALLBACK_PATH, OAuthAppSecret, OAuthAppView, PlatformOAuthApp, TokenFailure,
 };
 pub use relay_profiles::{ProfileSecrets, ProfileView, SecretsSet};
+pub use send::{Accepted, NewAttachment, Submission};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
 pub use test_send::TestSendReport;
 pub use users::{CreatedUser, NewUser, UserPatch};

@@ -96,6 +96,20 @@ pub async fn get(
         .transpose()
 }
 
+/// The message's RFC 5322 bytes (read when it is delivered).
+pub async fn mime(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::Id.eq(id.to_string()))
+        .one(db)
+        .await?
+        .map(|m| m.mime))
+}
+
 pub async fn recipients(
     db: &impl ConnectionTrait,
     tenant: TenantId,

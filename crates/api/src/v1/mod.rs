@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod identities;
+pub mod messages;
 pub mod oauth;
 pub mod relay_profiles;
 pub mod tenant;
@@ -42,6 +43,7 @@ pub fn router() -> Router<AppState> {
             get(api_keys::get_key).delete(api_keys::delete_key),
         )
         .route("/audit", get(audit::list_audit))
+        .route("/messages", post(messages::submit))
         .route(
             "/relay-profiles",
             get(relay_profiles::list_profiles).post(relay_profiles::create_profile),

@@ -1,0 +1,212 @@
+//! POST /api/v1/messages: the native submission.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use herald_app::{NewAttachment, Submission};
+use herald_domain::message::{
+    HeaderName, HeaderValue, Mailbox, Tag, UserVariables, parse_content_type, parse_delivery_time,
+    parse_file_name, parse_subject,
+};
+use herald_domain::{DisplayName, IdentityId, InvalidInput, PurposeName, RelayProfileId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, TenantSender};
+
+/// One address or a list: `"a@x, B <b@y>"` or `["a@x", "B <b@y>"]`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Addresses {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Addresses {
+    fn parse(&self, field: &'static str) -> Result<Vec<Mailbox>, InvalidInput> {
+        match self {
+            Addresses::One(s) => Mailbox::parse_list(field, s),
+            Addresses::Many(v) => {
+                let mut out = Vec::new();
+                for s in v {
+                    out.extend(Mailbox::parse_list(field, s)?);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentIn {
+    pub filename: String,
+    #[serde(default = "octet_stream")]
+    pub content_type: String,
+    /// The file, base64.
+    pub content_base64: String,
+    /// Shown in the body (`cid:<filename>`) rather than listed.
+    #[serde(default)]
+    pub inline: bool,
+}
+
+fn octet_stream() -> String {
+    "application/octet-stream".into()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageIn {
+    /// Subject to the relay profile's sender policy.
+    pub from: Option<String>,
+    pub to: Option<Addresses>,
+    pub cc: Option<Addresses>,
+    pub bcc: Option<Addresses>,
+    #[serde(default)]
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// Send as this sender identity (its relay profile is used).
+    pub identity_id: Option<String>,
+    /// Route by purpose (General, Gradebook…): its profile and From.
+    pub purpose: Option<String>,
+    /// Send through this relay profile.
+    pub profile_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub display_name: Option<String>,
+    /// Extra headers (names Herald writes itself are refused).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// User variables, returned with every event.
+    #[serde(default)]
+    pub variables: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentIn>,
+    /// When to send: an RFC 2822 date.
+    pub deliver_at: Option<String>,
+    /// Accept and record, but do not send.
+    #[serde(default)]
+    pub test_mode: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageAccepted {
+    /// Herald's id for the queue view.
+    pub id: String,
+    /// The Message-ID header, `<…>`.
+    pub message_id: String,
+    pub message: &'static str,
+    /// Recipients dropped because they are on a suppression list.
+    pub suppressed: Vec<String>,
+}
+
+fn parse_id<T: std::str::FromStr>(
+    s: &Option<String>,
+    field: &'static str,
+) -> Result<Option<T>, InvalidInput> {
+    s.as_deref()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| InvalidInput::new(field, "is not a valid id"))
+        })
+        .transpose()
+}
+
+fn parse(m: MessageIn) -> Result<Submission, InvalidInput> {
+    let list = |a: &Option<Addresses>, f| {
+        a.as_ref()
+            .map(|a| a.parse(f))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let one = |s: &Option<String>, f| s.as_deref().map(|s| Mailbox::parse(f, s)).transpose();
+    let mut headers = Vec::new();
+    for (k, v) in &m.headers {
+        headers.push((
+            HeaderName::parse(k).map_err(|e| e.at("headers"))?,
+            HeaderValue::parse(v).map_err(|e| e.at("headers"))?,
+        ));
+    }
+    let mut variables = UserVariables::default();
+    for (k, v) in &m.variables {
+        variables.insert(k, v).map_err(|e| e.at("variables"))?;
+    }
+    let mut attachments = Vec::new();
+    for a in &m.attachments {
+        attachments.push(NewAttachment {
+            filename: parse_file_name(&a.filename).map_err(|e| e.at("attachments"))?,
+            content_type: parse_content_type(&a.content_type).map_err(|e| e.at("attachments"))?,
+            bytes: STANDARD.decode(a.content_base64.trim()).map_err(|_| {
+                InvalidInput::new(
+                    "attachments",
+                    format!("{}: content_base64 is not base64", a.filename),
+                )
+            })?,
+            inline: a.inline,
+        });
+    }
+    let identity: Option<IdentityId> = parse_id(&m.identity_id, "identity_id")?;
+    let profile: Option<RelayProfileId> = parse_id(&m.profile_id, "profile_id")?;
+    Ok(Submission {
+        from: one(&m.from, "from")?,
+        to: list(&m.to, "to")?,
+        cc: list(&m.cc, "cc")?,
+        bcc: list(&m.bcc, "bcc")?,
+        subject: parse_subject(&m.subject)?,
+        text: m.text,
+        html: m.html,
+        identity,
+        purpose: m.purpose.as_deref().map(PurposeName::parse).transpose()?,
+        profile,
+        reply_to: one(&m.reply_to, "reply_to")?,
+        display_name: m
+            .display_name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()?,
+        headers,
+        tags: m
+            .tags
+            .iter()
+            .map(|t| Tag::parse(t))
+            .collect::<Result<_, _>>()?,
+        variables,
+        attachments,
+        deliver_at: m
+            .deliver_at
+            .as_deref()
+            .map(parse_delivery_time)
+            .transpose()?,
+        test_mode: m.test_mode,
+    })
+}
+
+/// Accepts a message. 202 means it is stored: it will be delivered or its
+/// failure recorded. Policy refusals are 422 naming the rule; Max Size is 413.
+#[utoipa::path(post, path = "/api/v1/messages", tag = "messages", request_body = MessageIn,
+    responses((status = 202, body = MessageAccepted), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn submit(
+    State(s): State<AppState>,
+    TenantSender(actor): TenantSender,
+    ApiJson(body): ApiJson<MessageIn>,
+) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
+    let submission = parse(body).map_err(herald_app::AppError::from)?;
+    let accepted = s.herald.submit(&actor, submission).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageAccepted {
+            id: accepted.id.to_string(),
+            message_id: format!("<{}>", accepted.message_id),
+            message: "Queued. Thank you.",
+            suppressed: accepted.suppressed.iter().map(|a| a.to_string()).collect(),
+        }),
+    ))
+}

@@ -1,0 +1,303 @@
+//! POST /api/v1/messages: acceptance is durable, the sender policy is
+//! applied, hostile input and foreign ids are refused, suppressed and
+//! oversize mail is rejected with events.
+
+use herald_domain::{EmailAddress, EventKind, MessageId, RecipientStatus};
+use herald_store::{events, messages, suppressions};
+use herald_tests::peers::SmtpPeer;
+use herald_tests::{TestApp, TestTenant};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn submit(app: &TestApp, key: &str, body: Value) -> (u16, Value) {
+    app.send(Method::POST, "/api/v1/messages", key, Some(body))
+        .await
+}
+
+async fn stored(
+    app: &TestApp,
+    t: &TestTenant,
+    id: &str,
+) -> (String, Vec<(String, RecipientStatus)>) {
+    let db = app.herald().store().read();
+    let tenant = t.id.parse().unwrap();
+    let id: MessageId = id.parse().unwrap();
+    let mime = messages::mime(db, tenant, id).await.unwrap().unwrap();
+    let rcpts = messages::recipients(db, tenant, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.address.to_string(), r.status))
+        .collect();
+    (String::from_utf8(mime).unwrap(), rcpts)
+}
+
+#[tokio::test]
+async fn an_accepted_message_is_stored_with_its_recipients_and_events() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("submitok").await;
+    let sender = app.key(&t, "sender").await;
+    let (status, r) = submit(
+        &app,
+        &sender,
+        json!({
+            "to": "Parent One <p1@home.example>, p2@home.example",
+            "cc": ["teacher@school.example"],
+            "bcc": "P1@HOME.example",
+            "subject": "Report card",
+            "text": "Attached.",
+            "html": "<p>Attached.</p>",
+            "headers": {"X-Term": "1"},
+            "tags": ["report-cards"],
+            "variables": {"student": "42"},
+            "attachments": [{"filename": "report.pdf", "content_type": "application/pdf",
+                             "content_base64": "JVBERi0xLjQK"}]
+        }),
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["message"], "Queued. Thank you.");
+    let id = r["id"].as_str().unwrap();
+    assert!(
+        r["message_id"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("@{}>", t.domain))
+    );
+    let (mime, rcpts) = stored(&app, &t, id).await;
+    assert_eq!(
+        rcpts.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        [
+            "p1@home.example",
+            "p2@home.example",
+            "teacher@school.example"
+        ],
+        "the Bcc duplicate of p1 is one copy"
+    );
+    assert!(rcpts.iter().all(|(_, s)| *s == RecipientStatus::Queued));
+    // The sandbox profile's From (the tenant's postmaster or owner).
+    assert!(mime.contains(&format!("@{}>", t.domain)) || mime.contains(&t.owner_email));
+    for part in [
+        "Subject: Report card",
+        "X-Term: 1",
+        "X-Herald-Tenant: submitok",
+        "report.pdf",
+    ] {
+        assert!(mime.contains(part), "{part} missing:\n{mime}");
+    }
+    assert!(!mime.contains("P1@HOME") && !mime.to_lowercase().contains("bcc:"));
+    let evs = events::for_message(
+        app.herald().store().read(),
+        t.id.parse().unwrap(),
+        id.parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(evs.len(), 3);
+    assert!(evs.iter().all(|e| e.kind == EventKind::Accepted));
+}
+
+#[tokio::test]
+async fn hostile_input_and_policy_refusals_name_the_field_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("submitbad").await;
+    let other = app.tenant("submitother").await;
+    let (_, other_ids) = app.get("/api/v1/relay-profiles", &other.admin_key).await;
+    let foreign_profile = other_ids["items"][0]["id"].clone();
+    let many: Vec<String> = (0..1001).map(|i| format!("r{i}@home.example")).collect();
+    let base = json!({"to": "p@home.example", "subject": "Hi", "text": "x"});
+    let cases = [
+        (
+            json!({"to": "p@home.example\r\nBcc: all@evil.example"}),
+            422,
+            "to",
+        ),
+        (json!({"to": "not an address"}), 422, "to"),
+        (json!({"to": []}), 422, "to"),
+        (json!({"to": many}), 422, "to"),
+        (
+            json!({"subject": "Hi\r\nBcc: x@evil.example"}),
+            422,
+            "subject",
+        ),
+        (json!({"from": "boss@elsewhere.example"}), 422, "from"),
+        (json!({"from": "Evil\n <boss@school.example>"}), 422, "from"),
+        (json!({"reply_to": "x@home.example"}), 422, "reply_to"),
+        (json!({"display_name": "Me"}), 422, "display_name"),
+        (
+            json!({"headers": {"Bcc": "x@evil.example"}}),
+            422,
+            "headers",
+        ),
+        (
+            json!({"headers": {"X-A": "1\r\nBcc: x@evil.example"}}),
+            422,
+            "headers",
+        ),
+        (json!({"profile_id": foreign_profile}), 422, "profile_id"),
+        (
+            json!({"identity_id": "0190b0a4-0000-7000-8000-000000000000"}),
+            422,
+            "identity_id",
+        ),
+        (
+            json!({"attachments": [{"filename": "../x", "content_base64": "AA=="}]}),
+            422,
+            "attachments",
+        ),
+        (
+            json!({"attachments": [{"filename": "a.txt", "content_base64": "!!"}]}),
+            422,
+            "attachments",
+        ),
+        (json!({"deliver_at": "tomorrow"}), 422, "o:deliverytime"),
+    ];
+    for (patch, code, field) in cases {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, err) = submit(&app, &t.admin_key, body).await;
+        assert_eq!(status, code, "{patch}: {err}");
+        assert_eq!(err["error"]["field"], field, "{patch}: {err}");
+    }
+    let (status, _) = submit(&app, &app.key(&t, "viewer").await, base.clone()).await;
+    assert_eq!(status, 403, "viewers do not send");
+    let rows = events_count(&app, &t).await;
+    assert_eq!(rows, 0, "nothing was accepted");
+}
+
+async fn events_count(app: &TestApp, t: &TestTenant) -> usize {
+    use herald_store::Connection;
+    let store = app.herald().store();
+    let rows = store
+        .read()
+        .query_all_raw(herald_store::Statement::from_string(
+            store.read().get_database_backend(),
+            format!("SELECT id FROM event WHERE tenant_id = '{}'", t.id),
+        ))
+        .await
+        .unwrap();
+    rows.len()
+}
+
+#[tokio::test]
+async fn suppressed_recipients_are_dropped_with_a_rejected_event() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("submitsupp").await;
+    let store = app.herald().store();
+    let tx = store.begin().await.unwrap();
+    suppressions::add(
+        tx.conn(),
+        t.id.parse().unwrap(),
+        suppressions::SuppressionKind::Bounce,
+        &EmailAddress::parse("gone@home.example").unwrap(),
+        Some("550"),
+        Some("5.1.1 no such user"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (status, r) = submit(
+        &app,
+        &t.admin_key,
+        json!({"to": "Gone@home.example, here@home.example", "subject": "Hi", "text": "x"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["suppressed"], json!(["Gone@home.example"]));
+    let (_, rcpts) = stored(&app, &t, r["id"].as_str().unwrap()).await;
+    assert_eq!(rcpts[0].1, RecipientStatus::Suppressed);
+    assert_eq!(rcpts[1].1, RecipientStatus::Queued);
+    let evs = events::for_message(
+        store.read(),
+        t.id.parse().unwrap(),
+        r["id"].as_str().unwrap().parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let rejected = evs.iter().find(|e| e.kind == EventKind::Rejected).unwrap();
+    assert_eq!(rejected.reason.as_deref(), Some("suppress-bounce"));
+}
+
+#[tokio::test]
+async fn attachments_follow_the_profile_and_max_size_tells_the_notify_user() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("submitsize").await;
+    let clerk = app.user(&t, "clerk", "admin").await;
+    let peer = SmtpPeer::start(json!({})).await;
+    // The tenant's notices go out through the peer.
+    let (status, notices) = app
+        .send(
+            Method::POST,
+            "/api/v1/relay-profiles",
+            &t.admin_key,
+            Some(json!({"name": "Notices",
+                        "transport": {"smtp": {"host": "127.0.0.1", "port": peer.port, "security": "none", "auth": {"mode": "none"}}},
+                        "from": {"address": format!("herald@{}", t.domain)}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{notices}");
+    let (status, _) = app
+        .send(
+            Method::PUT,
+            "/api/v1/relay-routing",
+            &t.admin_key,
+            Some(json!({"default_profile_id": notices["id"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, small) = app
+        .send(
+            Method::POST,
+            "/api/v1/relay-profiles",
+            &t.admin_key,
+            Some(json!({"name": "Small", "transport": "sandbox",
+                        "from": {"address": format!("office@{}", t.domain)},
+                        "attachments": {"allowed": true, "max_size_mb": 1, "notify_user_id": clerk.id}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{small}");
+    let (status, none) = app
+        .send(
+            Method::POST,
+            "/api/v1/relay-profiles",
+            &t.admin_key,
+            Some(json!({"name": "No files", "transport": "sandbox",
+                        "from": {"address": format!("office@{}", t.domain)},
+                        "attachments": {"allowed": false}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{none}");
+    use base64::Engine;
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 1024 * 1024 + 1]);
+    let body = |profile: &Value, content: &str| {
+        json!({"to": "p@home.example", "subject": "Big report", "text": "x", "profile_id": profile["id"],
+               "attachments": [{"filename": "big.bin", "content_base64": content}]})
+    };
+    let (status, err) = submit(&app, &t.admin_key, body(&none, "AA==")).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (422, Some("attachment")),
+        "{err}"
+    );
+    let (status, err) = submit(&app, &t.admin_key, body(&small, &big)).await;
+    assert_eq!(status, 413, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allows 1 MB"),
+        "{err}"
+    );
+    let got = peer.received(1).await;
+    assert_eq!(got.len(), 1, "the Notify User is told once");
+    assert_eq!(got[0]["to"], json!([clerk.email]));
+    let data = got[0]["data"].as_str().unwrap();
+    assert!(
+        data.contains("Big report") && data.contains("p@home.example"),
+        "{data}"
+    );
+    let (status, ok) = submit(&app, &t.admin_key, body(&small, "AA==")).await;
+    assert_eq!(status, 202, "{ok}");
+}
