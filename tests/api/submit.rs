@@ -301,3 +301,61 @@ async fn attachments_follow_the_profile_and_max_size_tells_the_notify_user() {
     let (status, ok) = submit(&app, &t.admin_key, body(&small, "AA==")).await;
     assert_eq!(status, 202, "{ok}");
 }
+
+#[tokio::test]
+async fn the_queue_view_lists_pages_filters_and_shows_one_message() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("queueview").await;
+    let other = app.tenant("queueviewother").await;
+    let viewer = app.key(&t, "viewer").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, r) = submit(
+            &app,
+            &t.admin_key,
+            json!({"to": format!("p{i}@home.example"), "subject": format!("Message {i}"), "text": "x"}),
+        )
+        .await;
+        assert_eq!(status, 202, "{r}");
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/messages?limit=2".to_owned();
+    loop {
+        let (status, page) = app.get(&path, &viewer).await;
+        assert_eq!(status, 200, "{page}");
+        for m in page["items"].as_array().unwrap() {
+            assert_eq!(m["status"], "queued");
+            seen.push(m["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/messages?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, every message once");
+    let (_, sent) = app.get("/api/v1/messages?status=sent", &viewer).await;
+    assert_eq!(sent["items"], json!([]));
+    for bad in [
+        "/api/v1/messages?status=lost",
+        "/api/v1/messages?cursor=nope",
+        "/api/v1/messages?limit=0",
+    ] {
+        let (status, _) = app.get(bad, &viewer).await;
+        assert_eq!(status, 422, "{bad}");
+    }
+
+    let (status, one) = app
+        .get(&format!("/api/v1/messages/{}", ids[0]), &viewer)
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["subject"], "Message 4");
+    assert_eq!(one["recipients"][0]["address"], "p4@home.example");
+    assert_eq!(one["recipients"][0]["status"], "queued");
+    assert_eq!(one["events"][0]["event"], "accepted");
+    let (status, _) = app
+        .get(&format!("/api/v1/messages/{}", ids[0]), &other.admin_key)
+        .await;
+    assert_eq!(status, 404, "another tenant's message");
+}

@@ -47,6 +47,8 @@ use crate::{health, v1};
         v1::oauth::start,
         v1::oauth::disconnect,
         v1::messages::submit,
+        v1::messages::list,
+        v1::messages::get_one,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

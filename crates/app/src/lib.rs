@@ -9,6 +9,7 @@ mod identities;
 mod json;
 mod keys;
 mod oauth;
+mod queue_view;
 mod relay_profiles;
 mod send;
 mod tenants;
@@ -32,6 +33,7 @@ pub use keys::{SealedKeyCheck, missing_key_ids};
 pub use oauth::{
     AccessToken, CALLBACK_PATH, OAuthAppSecret, OAuthAppView, PlatformOAuthApp, TokenFailure,
 };
+pub use queue_view::{MessageCursor, MessageDetail};
 pub use relay_profiles::{ProfileSecrets, ProfileView, SecretsSet};
 pub use send::{Accepted, NewAttachment, Submission};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};

@@ -174,6 +174,61 @@ pub async fn move_profile(
     Ok(())
 }
 
+/// A tenant's messages newest first, optionally of one status, before the
+/// `(created_at, id)` cursor (a row-value comparison, for the index).
+pub async fn page(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    status: Option<MessageStatus>,
+    before: Option<(Timestamp, MessageId)>,
+    limit: u64,
+) -> Result<Vec<(QueuedMessage, MessageStatus)>, StoreError> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::ExprTrait;
+    let mut q = message::Entity::find().filter(message::Column::TenantId.eq(tenant.to_string()));
+    if let Some(s) = status {
+        q = q.filter(message::Column::Status.eq(s.as_str()));
+    }
+    if let Some((ts, id)) = before {
+        q = q.filter(
+            Expr::tuple([
+                Expr::col(message::Column::CreatedAt),
+                Expr::col(message::Column::Id),
+            ])
+            .lt(Expr::tuple([
+                Expr::val(ts.as_micros()),
+                Expr::val(id.to_string()),
+            ])),
+        );
+    }
+    q.order_by_desc(message::Column::CreatedAt)
+        .order_by_desc(message::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let status = parse(&r.status, "message status")?;
+            Ok((to_message(r)?, status))
+        })
+        .collect()
+}
+
+/// A message's summary status.
+pub async fn status(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Option<MessageStatus>, StoreError> {
+    message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::Id.eq(id.to_string()))
+        .one(db)
+        .await?
+        .map(|m| parse(&m.status, "message status"))
+        .transpose()
+}
+
 fn to_message(r: message::Model) -> Result<QueuedMessage, StoreError> {
     Ok(QueuedMessage {
         id: parse(&r.id, "message id")?,

@@ -210,3 +210,149 @@ pub async fn submit(
         }),
     ))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// queued | sent | partial | failed | cancelled | held
+    pub status: Option<String>,
+    /// 1–500, default 100.
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageSummary {
+    pub id: String,
+    pub message_id: String,
+    pub status: String,
+    pub subject: String,
+    pub from: String,
+    pub profile_id: Option<String>,
+    pub identity_id: Option<String>,
+    pub size: u64,
+    pub test_mode: bool,
+    pub deliver_after: String,
+    pub created_at: String,
+}
+
+fn summary(
+    m: &herald_domain::QueuedMessage,
+    status: herald_domain::MessageStatus,
+) -> MessageSummary {
+    MessageSummary {
+        id: m.id.to_string(),
+        message_id: format!("<{}>", m.message_id_header),
+        status: status.to_string(),
+        subject: m.subject.clone(),
+        from: m.mail_from.to_string(),
+        profile_id: m.profile_id.map(|p| p.to_string()),
+        identity_id: m.identity_id.map(|i| i.to_string()),
+        size: m.size,
+        test_mode: m.test_mode,
+        deliver_after: m.deliver_after.to_rfc3339(),
+        created_at: m.created_at.to_rfc3339(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub items: Vec<MessageSummary>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientOut {
+    pub address: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_reply: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    pub id: String,
+    pub event: String,
+    pub timestamp: f64,
+    pub recipient: Option<String>,
+    pub severity: Option<&'static str>,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageOut {
+    #[serde(flatten)]
+    pub summary: MessageSummary,
+    pub recipients: Vec<RecipientOut>,
+    pub events: Vec<EventOut>,
+}
+
+/// The queue: messages newest first, filtered by status, paged by cursor.
+#[utoipa::path(get, path = "/api/v1/messages", tag = "messages", params(ListQuery),
+    responses((status = 200, body = MessageList), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn list(
+    State(s): State<AppState>,
+    crate::extract::TenantViewer(actor): crate::extract::TenantViewer,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<ListQuery>,
+) -> Result<Json<MessageList>, ApiError> {
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=500) => n,
+        Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 500")),
+    };
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(herald_app::MessageCursor::decode)
+        .transpose()?;
+    let page = s
+        .herald
+        .list_messages(&actor, q.status.as_deref(), cursor, limit)
+        .await?;
+    Ok(Json(MessageList {
+        items: page.items.iter().map(|(m, st)| summary(m, *st)).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+/// One message with its recipients and events.
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = MessageOut), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn get_one(
+    State(s): State<AppState>,
+    crate::extract::TenantViewer(actor): crate::extract::TenantViewer,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<MessageOut>, ApiError> {
+    let d = s.herald.message(&actor, &id).await?;
+    Ok(Json(MessageOut {
+        summary: summary(&d.message, d.status),
+        recipients: d
+            .recipients
+            .iter()
+            .map(|r| RecipientOut {
+                address: r.address.to_string(),
+                status: r.status.to_string(),
+                attempts: r.attempts,
+                next_attempt_at: r.next_attempt_at.to_rfc3339(),
+                last_reply: r.last_reply.clone(),
+            })
+            .collect(),
+        events: d
+            .events
+            .iter()
+            .map(|e| EventOut {
+                id: e.id.to_string(),
+                event: e.kind.to_string(),
+                timestamp: e.at.as_secs_f64(),
+                recipient: e.recipient.as_ref().map(|r| r.to_string()),
+                severity: e.severity.map(|s| s.as_str()),
+                reason: e.reason.clone(),
+                description: e.description.clone(),
+            })
+            .collect(),
+    }))
+}

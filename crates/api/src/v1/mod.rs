@@ -43,7 +43,8 @@ pub fn router() -> Router<AppState> {
             get(api_keys::get_key).delete(api_keys::delete_key),
         )
         .route("/audit", get(audit::list_audit))
-        .route("/messages", post(messages::submit))
+        .route("/messages", get(messages::list).post(messages::submit))
+        .route("/messages/{id}", get(messages::get_one))
         .route(
             "/relay-profiles",
             get(relay_profiles::list_profiles).post(relay_profiles::create_profile),

@@ -1,0 +1,90 @@
+//! The queue view (Genesis's e-mail queue): every outgoing message with its
+//! status, and one message with its recipients and events.
+
+use herald_domain::{
+    Actor, Event, InvalidInput, MessageId, MessageStatus, QueuedMessage, RecipientState, Role,
+    Timestamp,
+};
+use herald_store::{events, messages};
+
+use crate::access::{Page, Require};
+use crate::{AppError, Herald};
+
+/// Where the next page starts: the last message's creation time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCursor {
+    pub at: Timestamp,
+    pub id: MessageId,
+}
+
+impl MessageCursor {
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.at.as_micros(), self.id)
+    }
+
+    pub fn decode(s: &str) -> Result<Self, AppError> {
+        let bad = || InvalidInput::new("cursor", "is not a cursor this API returned");
+        let (ts, id) = s.split_once('_').ok_or_else(bad)?;
+        Ok(Self {
+            at: Timestamp::from_micros(ts.parse().map_err(|_| bad())?),
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One message as the queue view shows it.
+#[derive(Debug, Clone)]
+pub struct MessageDetail {
+    pub message: QueuedMessage,
+    pub status: MessageStatus,
+    pub recipients: Vec<RecipientState>,
+    pub events: Vec<Event>,
+}
+
+impl Herald {
+    /// Messages newest first, optionally of one status.
+    pub async fn list_messages(
+        &self,
+        actor: &Actor,
+        status: Option<&str>,
+        cursor: Option<MessageCursor>,
+        limit: u64,
+    ) -> Result<Page<(QueuedMessage, MessageStatus), MessageCursor>, AppError> {
+        actor.require(Role::Viewer)?;
+        let status = status.map(|s| s.parse::<MessageStatus>()).transpose()?;
+        let mut items = messages::page(
+            self.store.read(),
+            actor.tenant_id,
+            status,
+            cursor.map(|c| (c.at, c.id)),
+            limit + 1,
+        )
+        .await?;
+        Ok(Page::from_overfetch(&mut items, limit, |(m, _)| {
+            MessageCursor {
+                at: m.created_at,
+                id: m.id,
+            }
+        }))
+    }
+
+    pub async fn message(&self, actor: &Actor, id: &str) -> Result<MessageDetail, AppError> {
+        actor.require(Role::Viewer)?;
+        let id: MessageId = id
+            .parse()
+            .map_err(|_: InvalidInput| AppError::NotFound("message"))?;
+        let db = self.store.read();
+        let message = messages::get(db, actor.tenant_id, id)
+            .await?
+            .ok_or(AppError::NotFound("message"))?;
+        let status = messages::status(db, actor.tenant_id, id)
+            .await?
+            .ok_or(AppError::NotFound("message"))?;
+        Ok(MessageDetail {
+            recipients: messages::recipients(db, actor.tenant_id, id).await?,
+            events: events::for_message(db, actor.tenant_id, id).await?,
+            message,
+            status,
+        })
+    }
+}
