@@ -359,3 +359,58 @@ async fn the_queue_view_lists_pages_filters_and_shows_one_message() {
         .await;
     assert_eq!(status, 404, "another tenant's message");
 }
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retry_safe() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("idem").await;
+    let other = app.tenant("idemother").await;
+    let post = |key: &str, body: Value, api_key: &str| {
+        app.client
+            .post(app.url("/api/v1/messages"))
+            .bearer_auth(api_key)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let body = json!({"to": "p@home.example", "subject": "Once", "text": "x"});
+    let first: Value = post("order-17", body.clone(), &t.admin_key)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again = post("order-17", body.clone(), &t.admin_key).await.unwrap();
+    assert_eq!(again.status(), 202);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["id"], first["id"],
+        "the first answer, not a second message"
+    );
+    let (_, list) = app.get("/api/v1/messages", &t.admin_key).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+
+    let changed = post(
+        "order-17",
+        json!({"to": "p@home.example", "subject": "Twice", "text": "x"}),
+        &t.admin_key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.status(), 422);
+    let err: Value = changed.json().await.unwrap();
+    assert_eq!(err["error"]["field"], "Idempotency-Key");
+
+    // Keys are per tenant.
+    let theirs: Value = post("order-17", body, &other.admin_key)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(theirs["id"], first["id"]);
+    let bad = post("bad key", json!({"to": "p@home.example"}), &t.admin_key)
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+}

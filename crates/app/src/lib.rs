@@ -35,7 +35,7 @@ pub use oauth::{
 };
 pub use queue_view::{MessageCursor, MessageDetail};
 pub use relay_profiles::{ProfileSecrets, ProfileView, SecretsSet};
-pub use send::{Accepted, NewAttachment, Submission};
+pub use send::{Accepted, Idempotency, NewAttachment, Submission};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
 pub use test_send::TestSendReport;
 pub use users::{CreatedUser, NewUser, UserPatch};

@@ -14,7 +14,9 @@ use herald_domain::{
 };
 use herald_mailer::message::{AttachmentPart, Outgoing};
 use herald_store::suppressions::{self, SuppressionKind};
-use herald_store::{Connection, events, identities, messages, relay_profiles, tenants, users};
+use herald_store::{
+    Connection, events, idempotency, identities, messages, relay_profiles, tenants, users,
+};
 
 use crate::access::Require;
 use crate::{AppError, Herald};
@@ -51,8 +53,33 @@ pub struct Submission {
     pub test_mode: bool,
 }
 
-/// The answer to an accepted submission.
+/// An `Idempotency-Key` with the hash of the request it came with.
 #[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+impl Idempotency {
+    /// How long a key's answer is kept.
+    pub const TTL_SECS: i64 = 24 * 3600;
+
+    pub fn new(key: &str, request_hash: String) -> Result<Self, InvalidInput> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err(InvalidInput::new(
+                "Idempotency-Key",
+                "must be 1–255 visible ASCII characters",
+            ));
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            request_hash,
+        })
+    }
+}
+
+/// The answer to an accepted submission.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
     pub id: MessageId,
     /// The Message-ID header, without angle brackets.
@@ -122,9 +149,40 @@ impl Herald {
     }
 
     /// Accepts a message: policy first, then one transaction with the
-    /// message, its recipients and their events.
-    pub async fn submit(&self, actor: &Actor, s: Submission) -> Result<Accepted, AppError> {
+    /// message, its recipients and their events (and the saved answer for
+    /// an Idempotency-Key: a repeat with the same request gets it back, with
+    /// another request a 422).
+    pub async fn submit(
+        &self,
+        actor: &Actor,
+        s: Submission,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Accepted, AppError> {
         actor.require(Role::Sender)?;
+        if let Some(idem) = idempotency
+            && let Some(saved) =
+                idempotency::get(self.store.read(), actor.tenant_id, &idem.key).await?
+        {
+            let fresh = saved.created_at > Timestamp::now().plus_secs(-Idempotency::TTL_SECS);
+            match (fresh, saved.request_hash == idem.request_hash) {
+                (true, true) => {
+                    return serde_json::from_str(&saved.response)
+                        .map_err(|e| AppError::Internal(format!("saved answer: {e}")));
+                }
+                (true, false) => {
+                    return Err(InvalidInput::new(
+                        "Idempotency-Key",
+                        "was already used with a different request",
+                    )
+                    .into());
+                }
+                (false, _) => {
+                    let tx = self.store.begin().await?;
+                    idempotency::delete(tx.conn(), actor.tenant_id, &idem.key).await?;
+                    tx.commit().await?;
+                }
+            }
+        }
         let count = s.to.len() + s.cc.len() + s.bcc.len();
         if s.to.is_empty() && s.cc.is_empty() && s.bcc.is_empty() {
             return Err(InvalidInput::new("to", "at least one recipient is required").into());
@@ -306,12 +364,25 @@ impl Herald {
             }
             events::insert(tx.conn(), &e).await?;
         }
-        tx.commit().await?;
-        Ok(Accepted {
+        let accepted = Accepted {
             id,
             message_id,
             suppressed: dropped,
-        })
+        };
+        if let Some(idem) = idempotency {
+            let answer =
+                serde_json::to_string(&accepted).map_err(|e| AppError::Internal(e.to_string()))?;
+            idempotency::insert(
+                tx.conn(),
+                actor.tenant_id,
+                &idem.key,
+                &idem.request_hash,
+                &answer,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(accepted)
     }
 
     /// Over Max Size: record `rejected`, tell the Notify User, refuse.

@@ -11,6 +11,7 @@ mod convert;
 mod entity;
 mod error;
 pub mod events;
+pub mod idempotency;
 pub mod identities;
 pub mod messages;
 pub mod oauth;

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, TenantSender};
+use crate::extract::TenantSender;
 
 /// One address or a list: `"a@x, B <b@y>"` or `["a@x", "B <b@y>"]`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -188,18 +188,52 @@ fn parse(m: MessageIn) -> Result<Submission, InvalidInput> {
 }
 
 /// Accepts a message. 202 means it is stored: it will be delivered or its
-/// failure recorded. Policy refusals are 422 naming the rule; Max Size is 413.
+/// failure recorded. Policy refusals are 422 naming the rule; Max Size is
+/// 413. With an `Idempotency-Key` header, a repeat of the same request
+/// within 24 hours gets the first answer; a different request with the same
+/// key gets 422.
 #[utoipa::path(post, path = "/api/v1/messages", tag = "messages", request_body = MessageIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submission safe")),
     responses((status = 202, body = MessageAccepted), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn submit(
     State(s): State<AppState>,
     TenantSender(actor): TenantSender,
-    ApiJson(body): ApiJson<MessageIn>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let submission = parse(body).map_err(herald_app::AppError::from)?;
-    let accepted = s.herald.submit(&actor, submission).await?;
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a body with Content-Type: application/json",
+        ));
+    }
+    let message: MessageIn = crate::extract::from_json_at(&body, "")?;
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?;
+            let hash = herald_crypto::TokenHash::of(&String::from_utf8_lossy(&body)).0;
+            Some(herald_app::Idempotency::new(key, hash).map_err(herald_app::AppError::from)?)
+        }
+    };
+    let submission = parse(message).map_err(herald_app::AppError::from)?;
+    let accepted = s
+        .herald
+        .submit(&actor, submission, idempotency.as_ref())
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageAccepted {

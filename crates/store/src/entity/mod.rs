@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod audit_entry;
 pub mod event;
+pub mod idempotency_key;
 pub mod identity_user;
 pub mod message;
 pub mod oauth_app;
