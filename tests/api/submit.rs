@@ -414,3 +414,99 @@ async fn an_idempotency_key_makes_a_retry_safe() {
         .unwrap();
     assert_eq!(bad.status(), 422);
 }
+
+#[tokio::test]
+async fn mailgun_clients_send_through_v3_messages() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("mgsend").await;
+    let url = app.url(&format!("/v3/{}/messages", t.domain));
+    // urlencoded, as curl -F-less clients send it.
+    let res = app
+        .client
+        .post(&url)
+        .basic_auth("api", Some(&t.admin_key))
+        .form(&[
+            ("from", format!("Office <office@{}>", t.domain)),
+            ("to", "p1@home.example, p2@home.example".into()),
+            ("to", "p3@home.example".into()),
+            ("subject", "Hello".into()),
+            ("text", "Hi".into()),
+            ("o:tag", "welcome".into()),
+            ("h:X-Campaign", "fall".into()),
+            ("v:student", "42".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["message"], "Queued. Thank you.");
+    let message_id = body["id"].as_str().unwrap();
+    assert!(message_id.starts_with('<') && message_id.ends_with(&format!("@{}>", t.domain)));
+    let (_, list) = app.get("/api/v1/messages", &t.admin_key).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let (mime, rcpts) = stored(&app, &t, &id).await;
+    assert_eq!(rcpts.len(), 3);
+    assert!(mime.contains("X-Campaign: fall"));
+
+    // multipart with a file.
+    let boundary = "herald-test-boundary";
+    let mut mp = String::new();
+    for (k, v) in [
+        ("from", format!("office@{}", t.domain)),
+        ("to", "p@home.example".into()),
+        ("subject", "With file".into()),
+        ("text", "see attached".into()),
+    ] {
+        mp.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    mp.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"notes.txt\"\r\nContent-Type: text/plain\r\n\r\nhello file\r\n--{boundary}--\r\n"
+    ));
+    let res = app
+        .client
+        .post(&url)
+        .basic_auth("api", Some(&t.admin_key))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(mp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    // Mailgun's errors: 400 with a message, 404 for another domain, 401 for a bad key.
+    let res = app
+        .client
+        .post(&url)
+        .basic_auth("api", Some(&t.admin_key))
+        .form(&[("from", "evil\r\n@x.example"), ("to", "p@home.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    assert!(err["message"].as_str().unwrap().contains("from"), "{err}");
+    let res = app
+        .client
+        .post(app.url("/v3/elsewhere.example/messages"))
+        .basic_auth("api", Some(&t.admin_key))
+        .form(&[("from", "a@b.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = app
+        .client
+        .post(&url)
+        .basic_auth("api", Some("wrong"))
+        .form(&[("from", "a@b.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}

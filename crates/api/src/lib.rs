@@ -8,6 +8,7 @@ mod openapi;
 mod portal;
 mod v1;
 mod v3;
+mod v3_messages;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -17,6 +17,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/domains", get(list_domains))
         .route("/domains/{domain}", get(get_domain))
+        .route(
+            "/{domain}/messages",
+            axum::routing::post(crate::v3_messages::send),
+        )
 }
 
 fn domain_item(tenant: &Tenant, domain: &DomainName) -> Value {
