@@ -510,3 +510,46 @@ async fn mailgun_clients_send_through_v3_messages() {
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn cancelling_stops_what_is_not_yet_sent() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("cancel").await;
+    let other = app.tenant("cancelother").await;
+    let (_, r) = submit(
+        &app,
+        &t.admin_key,
+        json!({"to": "a@home.example, b@home.example", "subject": "Oops", "text": "x",
+               "deliver_at": "Fri, 01 Jan 2100 00:00:00 +0000"}),
+    )
+    .await;
+    let id = r["id"].as_str().unwrap();
+    let path = format!("/api/v1/messages/{id}");
+    let (status, _) = app
+        .send(Method::DELETE, &path, &other.admin_key, None)
+        .await;
+    assert_eq!(status, 404, "another tenant's message");
+    let (status, _) = app
+        .send(Method::DELETE, &path, &app.key(&t, "viewer").await, None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, done) = app.send(Method::DELETE, &path, &t.admin_key, None).await;
+    assert_eq!(
+        (status, done["cancelled"].as_u64()),
+        (200, Some(2)),
+        "{done}"
+    );
+    let (_, one) = app.get(&path, &t.admin_key).await;
+    assert_eq!(one["status"], "cancelled");
+    assert_eq!(one["recipients"][0]["status"], "cancelled");
+    let kinds: Vec<&str> = one["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["accepted", "accepted", "cancelled", "cancelled"]);
+    // Again: nothing left to cancel.
+    let (_, again) = app.send(Method::DELETE, &path, &t.admin_key, None).await;
+    assert_eq!(again["cancelled"], 0);
+}

@@ -49,6 +49,7 @@ use crate::{health, v1};
         v1::messages::submit,
         v1::messages::list,
         v1::messages::get_one,
+        v1::messages::cancel,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -2,8 +2,8 @@
 //! status, and one message with its recipients and events.
 
 use herald_domain::{
-    Actor, Event, InvalidInput, MessageId, MessageStatus, QueuedMessage, RecipientState, Role,
-    Timestamp,
+    Actor, Event, EventKind, InvalidInput, MessageId, MessageStatus, QueuedMessage, RecipientState,
+    Role, Timestamp,
 };
 use herald_store::{events, messages};
 
@@ -66,6 +66,30 @@ impl Herald {
                 id: m.id,
             }
         }))
+    }
+
+    /// Cancels what is not yet sent of a message; returns how many
+    /// recipients were cancelled.
+    pub async fn cancel_message(&self, actor: &Actor, id: &str) -> Result<usize, AppError> {
+        actor.require(Role::Sender)?;
+        let id: MessageId = id
+            .parse()
+            .map_err(|_: InvalidInput| AppError::NotFound("message"))?;
+        let tx = self.store.begin().await?;
+        if messages::get(tx.conn(), actor.tenant_id, id)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::NotFound("message"));
+        }
+        let cancelled = messages::cancel_unsent(tx.conn(), actor.tenant_id, id).await?;
+        for address in &cancelled {
+            let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Cancelled);
+            e.description = Some(format!("cancelled by {}", actor.label));
+            events::insert(tx.conn(), &e).await?;
+        }
+        tx.commit().await?;
+        Ok(cancelled.len())
     }
 
     pub async fn message(&self, actor: &Actor, id: &str) -> Result<MessageDetail, AppError> {

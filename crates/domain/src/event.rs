@@ -37,6 +37,8 @@ pub enum EventKind {
     Complained,
     Unsubscribed,
     Stored,
+    /// A user cancelled a recipient before it was sent (Herald's own kind).
+    Cancelled,
     /// An identity connected through "Authenticate with MFA".
     IdentityConnected,
     /// An identity's access token was refreshed.
@@ -52,7 +54,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         Self::Accepted,
         Self::Rejected,
         Self::Delivered,
@@ -60,6 +62,7 @@ impl EventKind {
         Self::Complained,
         Self::Unsubscribed,
         Self::Stored,
+        Self::Cancelled,
         Self::IdentityConnected,
         Self::TokenRefreshed,
         Self::ReauthRequired,
@@ -77,6 +80,7 @@ impl EventKind {
             Self::Complained => "complained",
             Self::Unsubscribed => "unsubscribed",
             Self::Stored => "stored",
+            Self::Cancelled => "cancelled",
             Self::IdentityConnected => "identity_connected",
             Self::TokenRefreshed => "token_refreshed",
             Self::ReauthRequired => "reauth_required",

@@ -214,6 +214,69 @@ pub async fn page(
         .collect()
 }
 
+/// Cancels the recipients not yet sent (queued or held; one being
+/// delivered right now is not stopped) and updates the message's status.
+/// Returns the cancelled addresses.
+pub async fn cancel_unsent(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Vec<EmailAddress>, StoreError> {
+    let unsent = [
+        RecipientStatus::Queued.as_str(),
+        RecipientStatus::Held.as_str(),
+    ];
+    let rows = recipient::Entity::find()
+        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
+        .filter(recipient::Column::MessageId.eq(id.to_string()))
+        .filter(recipient::Column::Status.is_in(unsent))
+        .all(db)
+        .await?;
+    recipient::Entity::update_many()
+        .col_expr(
+            recipient::Column::Status,
+            Expr::value(RecipientStatus::Cancelled.as_str()),
+        )
+        .col_expr(
+            recipient::Column::UpdatedAt,
+            Expr::value(Timestamp::now().as_micros()),
+        )
+        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
+        .filter(recipient::Column::MessageId.eq(id.to_string()))
+        .filter(recipient::Column::Status.is_in(unsent))
+        .exec(db)
+        .await?;
+    refresh_status(db, tenant, id).await?;
+    rows.iter()
+        .map(|r| parse_with(&r.address, "recipient", EmailAddress::parse))
+        .collect()
+}
+
+/// Recomputes a message's status from its recipients'.
+pub async fn refresh_status(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<MessageStatus, StoreError> {
+    let statuses: Vec<RecipientStatus> = recipients(db, tenant, id)
+        .await?
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    let status = MessageStatus::of(&statuses);
+    message::Entity::update_many()
+        .col_expr(message::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            message::Column::UpdatedAt,
+            Expr::value(Timestamp::now().as_micros()),
+        )
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::Id.eq(id.to_string()))
+        .exec(db)
+        .await?;
+    Ok(status)
+}
+
 /// A message's summary status.
 pub async fn status(
     db: &impl ConnectionTrait,

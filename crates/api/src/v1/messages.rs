@@ -390,3 +390,22 @@ pub async fn get_one(
             .collect(),
     }))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    /// Recipients cancelled (those already sent or being sent are not).
+    pub cancelled: usize,
+}
+
+/// Cancels what is not yet sent of a message.
+#[utoipa::path(delete, path = "/api/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = Cancelled), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn cancel(
+    State(s): State<AppState>,
+    TenantSender(actor): TenantSender,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Cancelled>, ApiError> {
+    let cancelled = s.herald.cancel_message(&actor, &id).await?;
+    Ok(Json(Cancelled { cancelled }))
+}

@@ -44,7 +44,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/audit", get(audit::list_audit))
         .route("/messages", get(messages::list).post(messages::submit))
-        .route("/messages/{id}", get(messages::get_one))
+        .route(
+            "/messages/{id}",
+            get(messages::get_one).delete(messages::cancel),
+        )
         .route(
             "/relay-profiles",
             get(relay_profiles::list_profiles).post(relay_profiles::create_profile),
