@@ -552,4 +552,39 @@ async fn cancelling_stops_what_is_not_yet_sent() {
     // Again: nothing left to cancel.
     let (_, again) = app.send(Method::DELETE, &path, &t.admin_key, None).await;
     assert_eq!(again["cancelled"], 0);
+
+    // Resend: a foreign id among them changes nothing; then both go back.
+    let (_, theirs) = submit(
+        &app,
+        &other.admin_key,
+        json!({"to": "z@home.example", "subject": "x", "text": "x"}),
+    )
+    .await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/api/v1/messages/resend",
+            &t.admin_key,
+            Some(json!({"ids": [id, theirs["id"]]})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, still) = app.get(&path, &t.admin_key).await;
+    assert_eq!(still["status"], "cancelled");
+    let (status, r) = app
+        .send(Method::POST, &format!("{path}/resend"), &t.admin_key, None)
+        .await;
+    assert_eq!(
+        (status, r["items"][0]["requeued"].as_u64()),
+        (200, Some(2)),
+        "{r}"
+    );
+    let (_, back) = app.get(&path, &t.admin_key).await;
+    assert_eq!(back["status"], "queued");
+    assert_eq!(back["recipients"][1]["status"], "queued");
+    assert_eq!(
+        back["events"].as_array().unwrap().len(),
+        6,
+        "two more accepted events"
+    );
 }

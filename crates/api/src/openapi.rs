@@ -50,6 +50,8 @@ use crate::{health, v1};
         v1::messages::list,
         v1::messages::get_one,
         v1::messages::cancel,
+        v1::messages::resend_many,
+        v1::messages::resend_one,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -92,6 +92,42 @@ impl Herald {
         Ok(cancelled.len())
     }
 
+    /// Resends messages: their failed and cancelled recipients go back in
+    /// the queue. Returns, per id, how many were requeued. Every id must be
+    /// one of the tenant's messages, else nothing is changed.
+    pub async fn resend_messages(
+        &self,
+        actor: &Actor,
+        ids: &[String],
+    ) -> Result<Vec<(MessageId, usize)>, AppError> {
+        actor.require(Role::Sender)?;
+        if ids.is_empty() || ids.len() > 500 {
+            return Err(InvalidInput::new("ids", "give 1 to 500 message ids").into());
+        }
+        let tx = self.store.begin().await?;
+        let mut out = Vec::new();
+        for raw in ids {
+            let id: MessageId = raw
+                .parse()
+                .map_err(|_: InvalidInput| AppError::NotFound("message"))?;
+            if messages::get(tx.conn(), actor.tenant_id, id)
+                .await?
+                .is_none()
+            {
+                return Err(AppError::NotFound("message"));
+            }
+            let again = messages::requeue(tx.conn(), actor.tenant_id, id).await?;
+            for address in &again {
+                let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Accepted);
+                e.description = Some(format!("resent by {}", actor.label));
+                events::insert(tx.conn(), &e).await?;
+            }
+            out.push((id, again.len()));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     pub async fn message(&self, actor: &Actor, id: &str) -> Result<MessageDetail, AppError> {
         actor.require(Role::Viewer)?;
         let id: MessageId = id

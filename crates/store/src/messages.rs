@@ -252,6 +252,48 @@ pub async fn cancel_unsent(
         .collect()
 }
 
+/// Puts a message's failed and cancelled recipients back in the queue, due
+/// now with their attempts reset (suppressed ones stay suppressed).
+/// Returns the requeued addresses.
+pub async fn requeue(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Vec<EmailAddress>, StoreError> {
+    let again = [
+        RecipientStatus::Failed.as_str(),
+        RecipientStatus::Cancelled.as_str(),
+    ];
+    let rows = recipient::Entity::find()
+        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
+        .filter(recipient::Column::MessageId.eq(id.to_string()))
+        .filter(recipient::Column::Status.is_in(again))
+        .all(db)
+        .await?;
+    let now = Timestamp::now().as_micros();
+    recipient::Entity::update_many()
+        .col_expr(
+            recipient::Column::Status,
+            Expr::value(RecipientStatus::Queued.as_str()),
+        )
+        .col_expr(recipient::Column::Attempts, Expr::value(0))
+        .col_expr(recipient::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(
+            recipient::Column::LastReply,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(recipient::Column::UpdatedAt, Expr::value(now))
+        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
+        .filter(recipient::Column::MessageId.eq(id.to_string()))
+        .filter(recipient::Column::Status.is_in(again))
+        .exec(db)
+        .await?;
+    refresh_status(db, tenant, id).await?;
+    rows.iter()
+        .map(|r| parse_with(&r.address, "recipient", EmailAddress::parse))
+        .collect()
+}
+
 /// Recomputes a message's status from its recipients'.
 pub async fn refresh_status(
     db: &impl ConnectionTrait,

@@ -409,3 +409,60 @@ pub async fn cancel(
     let cancelled = s.herald.cancel_message(&actor, &id).await?;
     Ok(Json(Cancelled { cancelled }))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendIn {
+    /// 1–500 message ids; all must exist, or nothing changes.
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resent {
+    pub id: String,
+    /// Recipients put back in the queue (failed or cancelled ones).
+    pub requeued: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResendOut {
+    pub items: Vec<Resent>,
+}
+
+fn resent(items: Vec<(herald_domain::MessageId, usize)>) -> ResendOut {
+    ResendOut {
+        items: items
+            .into_iter()
+            .map(|(id, n)| Resent {
+                id: id.to_string(),
+                requeued: n,
+            })
+            .collect(),
+    }
+}
+
+/// Resends several messages (Genesis's "resend selected").
+#[utoipa::path(post, path = "/api/v1/messages/resend", tag = "messages", request_body = ResendIn,
+    responses((status = 200, body = ResendOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn resend_many(
+    State(s): State<AppState>,
+    TenantSender(actor): TenantSender,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<ResendIn>,
+) -> Result<Json<ResendOut>, ApiError> {
+    Ok(Json(resent(
+        s.herald.resend_messages(&actor, &body.ids).await?,
+    )))
+}
+
+/// Resends one message: its failed and cancelled recipients go back in the queue.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/resend", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = ResendOut), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn resend_one(
+    State(s): State<AppState>,
+    TenantSender(actor): TenantSender,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<ResendOut>, ApiError> {
+    Ok(Json(resent(s.herald.resend_messages(&actor, &[id]).await?)))
+}

@@ -48,6 +48,8 @@ pub fn router() -> Router<AppState> {
             "/messages/{id}",
             get(messages::get_one).delete(messages::cancel),
         )
+        .route("/messages/resend", post(messages::resend_many))
+        .route("/messages/{id}/resend", post(messages::resend_one))
         .route(
             "/relay-profiles",
             get(relay_profiles::list_profiles).post(relay_profiles::create_profile),
