@@ -22,6 +22,16 @@ async fn profile(app: &TestApp, t: &TestTenant, name: &str) -> String {
 }
 
 async fn store_message(app: &TestApp, t: &TestTenant, profile: &str, to: &[&str]) -> MessageId {
+    store_message_at(app, t, profile, to, Timestamp::now()).await
+}
+
+async fn store_message_at(
+    app: &TestApp,
+    t: &TestTenant,
+    profile: &str,
+    to: &[&str],
+    due: Timestamp,
+) -> MessageId {
     let id = MessageId::new();
     let now = Timestamp::now();
     let m = QueuedMessage {
@@ -35,7 +45,7 @@ async fn store_message(app: &TestApp, t: &TestTenant, profile: &str, to: &[&str]
         subject: "Report card".into(),
         size: 11,
         test_mode: false,
-        deliver_after: now,
+        deliver_after: due,
         created_at: now,
     };
     let recipients: Vec<(EmailAddress, RecipientStatus)> = to
@@ -150,4 +160,109 @@ async fn a_profile_with_unsent_mail_is_deleted_only_by_moving_it() {
         history.profile_id, None,
         "sent mail keeps its history without the profile"
     );
+}
+
+#[tokio::test]
+async fn claims_take_due_recipients_once_and_expired_leases_again() {
+    use herald_store::leases;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("leases").await;
+    let p = profile(&app, &t, "Relay").await;
+    let now = Timestamp::now();
+    let due = store_message(&app, &t, &p, &["due@home.example"]).await;
+    store_message_at(&app, &t, &p, &["later@home.example"], now.plus_secs(3600)).await;
+    let store = app.herald().store();
+    let claim = |owner: &'static str, at: Timestamp| async move {
+        let tx = store.begin().await.unwrap();
+        let got = leases::claim(tx.conn(), owner, at, at.plus_secs(60), 100)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        got
+    };
+    let first = claim("worker-a", now.plus_secs(1)).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].message_id, first[0].address.as_str()),
+        (due, "due@home.example")
+    );
+    assert!(
+        claim("worker-b", now.plus_secs(2)).await.is_empty(),
+        "a live lease is not taken"
+    );
+    // worker-a dies; its lease expires and worker-b takes over.
+    let again = claim("worker-b", now.plus_secs(120)).await;
+    assert_eq!(again.len(), 1);
+    let tx = store.begin().await.unwrap();
+    let lost = leases::finish(
+        tx.conn(),
+        "worker-a",
+        &first[0],
+        RecipientStatus::Delivered,
+        now,
+        Some("250 ok"),
+    )
+    .await
+    .unwrap();
+    assert!(!lost, "the old owner's result is refused");
+    let won = leases::finish(
+        tx.conn(),
+        "worker-b",
+        &again[0],
+        RecipientStatus::Delivered,
+        now,
+        Some("250 ok"),
+    )
+    .await
+    .unwrap();
+    assert!(won);
+    tx.commit().await.unwrap();
+    let rcpts = messages::recipients(store.read(), t.id.parse().unwrap(), due)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rcpts[0].status, rcpts[0].attempts),
+        (RecipientStatus::Delivered, 1)
+    );
+    // The future one becomes due in its time; release gives it back.
+    let later = claim("worker-c", now.plus_secs(3601)).await;
+    assert_eq!(later.len(), 1);
+    let tx = store.begin().await.unwrap();
+    assert_eq!(leases::release_all(tx.conn(), "worker-c").await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    assert_eq!(claim("worker-d", now.plus_secs(3602)).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_recipient() {
+    use herald_store::leases;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("leaserace").await;
+    let p = profile(&app, &t, "Relay").await;
+    let to: Vec<String> = (0..40).map(|i| format!("r{i}@home.example")).collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    store_message(&app, &t, &p, &to).await;
+    let at = Timestamp::now().plus_secs(1);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let store = app.herald().store().clone();
+        set.spawn(async move {
+            let owner = format!("worker-{w}");
+            let tx = store.begin().await.unwrap();
+            let got = leases::claim(tx.conn(), &owner, at, at.plus_secs(60), 15)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            got.into_iter().map(|c| c.index).collect::<Vec<_>>()
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "no recipient claimed twice");
+    assert_eq!(total, 40, "four claims of up to 15 take all 40");
 }

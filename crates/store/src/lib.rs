@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 pub mod idempotency;
 pub mod identities;
+pub mod leases;
 pub mod messages;
 pub mod oauth;
 pub mod relay_profiles;

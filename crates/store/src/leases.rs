@@ -1,0 +1,153 @@
+//! Claiming due recipients for delivery. A claim marks recipients
+//! `delivering` with a lease (owner, expiry) and is committed before any
+//! SMTP is spoken; a worker that dies leaves leases that expire, and the
+//! recipients are claimed again. PostgreSQL claims with `FOR UPDATE SKIP
+//! LOCKED`, so concurrent workers take disjoint rows; SQLite's single
+//! writer (IMMEDIATE transactions) serialises claims.
+
+use herald_domain::{EmailAddress, MessageId, RecipientStatus, TenantId, Timestamp};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::StoreError;
+use crate::convert::{parse, parse_with};
+use crate::entity::recipient;
+
+/// A recipient a worker now holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub tenant_id: TenantId,
+    pub message_id: MessageId,
+    pub index: u32,
+    pub address: EmailAddress,
+    pub attempts: u32,
+}
+
+/// Claims up to `limit` due recipients (queued and due, or delivering with
+/// an expired lease) for `owner` until `lease_until`. Call inside a write
+/// transaction and commit before delivering.
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: u64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let due = Condition::any()
+        .add(
+            Condition::all()
+                .add(recipient::Column::Status.eq(RecipientStatus::Queued.as_str()))
+                .add(recipient::Column::NextAttemptAt.lte(now.as_micros())),
+        )
+        .add(
+            Condition::all()
+                .add(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
+                .add(recipient::Column::LeaseExpiresAt.lt(now.as_micros())),
+        );
+    let mut q = recipient::Entity::find()
+        .filter(due)
+        .order_by_asc(recipient::Column::NextAttemptAt)
+        .limit(limit);
+    if db.get_database_backend() == DbBackend::Postgres {
+        q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let rows = q.all(db).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        recipient::Entity::update_many()
+            .col_expr(
+                recipient::Column::Status,
+                Expr::value(RecipientStatus::Delivering.as_str()),
+            )
+            .col_expr(recipient::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(
+                recipient::Column::LeaseExpiresAt,
+                Expr::value(lease_until.as_micros()),
+            )
+            .col_expr(recipient::Column::UpdatedAt, Expr::value(now.as_micros()))
+            .filter(recipient::Column::MessageId.eq(r.message_id.clone()))
+            .filter(recipient::Column::Idx.eq(r.idx))
+            .exec(db)
+            .await?;
+        out.push(Claimed {
+            tenant_id: parse(&r.tenant_id, "tenant id")?,
+            message_id: parse(&r.message_id, "message id")?,
+            index: r.idx as u32,
+            address: parse_with(&r.address, "recipient", EmailAddress::parse)?,
+            attempts: r.attempts as u32,
+        });
+    }
+    Ok(out)
+}
+
+/// Records the end of an attempt for a recipient `owner` holds: its new
+/// status, attempts, next attempt and last reply, lease released. Returns
+/// false when the lease was lost (expired and taken by another worker), in
+/// which case nothing is changed.
+pub async fn finish(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    c: &Claimed,
+    status: RecipientStatus,
+    next_attempt_at: Timestamp,
+    last_reply: Option<&str>,
+) -> Result<bool, StoreError> {
+    let res = recipient::Entity::update_many()
+        .col_expr(recipient::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            recipient::Column::Attempts,
+            Expr::value((c.attempts + 1) as i32),
+        )
+        .col_expr(
+            recipient::Column::NextAttemptAt,
+            Expr::value(next_attempt_at.as_micros()),
+        )
+        .col_expr(
+            recipient::Column::LastReply,
+            Expr::value(last_reply.map(str::to_owned)),
+        )
+        .col_expr(
+            recipient::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            recipient::Column::LeaseExpiresAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(
+            recipient::Column::UpdatedAt,
+            Expr::value(Timestamp::now().as_micros()),
+        )
+        .filter(recipient::Column::MessageId.eq(c.message_id.to_string()))
+        .filter(recipient::Column::Idx.eq(c.index as i32))
+        .filter(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
+        .filter(recipient::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Gives back what `owner` holds without an attempt (graceful shutdown).
+pub async fn release_all(db: &impl ConnectionTrait, owner: &str) -> Result<u64, StoreError> {
+    let res = recipient::Entity::update_many()
+        .col_expr(
+            recipient::Column::Status,
+            Expr::value(RecipientStatus::Queued.as_str()),
+        )
+        .col_expr(
+            recipient::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            recipient::Column::LeaseExpiresAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
+        .filter(recipient::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
