@@ -30,3 +30,21 @@ pub(crate) fn tenant_fk<T: IntoIden + 'static>(
         .on_delete(ForeignKeyAction::Cascade)
         .to_owned()
 }
+
+/// A named index on `cols` of `table` (created only if missing).
+pub(crate) fn index(
+    name: &str,
+    table: impl IntoIden,
+    cols: &[&'static str],
+    unique: bool,
+) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.name(name).table(table).if_not_exists();
+    for c in cols {
+        i.col(Alias::new(*c));
+    }
+    if unique {
+        i.unique();
+    }
+    i.to_owned()
+}

@@ -9,7 +9,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::columns::{id, micros, tenant_fk, text};
+use crate::columns::{id, index, micros, tenant_fk, text};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -88,23 +88,6 @@ fn to_profile(from: (impl IntoIden + 'static, impl IntoIden)) -> ForeignKeyCreat
         .to(RelayProfile::Table, RelayProfile::Id)
         .on_delete(ForeignKeyAction::Restrict)
         .to_owned()
-}
-
-fn index(
-    name: &str,
-    table: impl IntoIden,
-    cols: &[&'static str],
-    unique: bool,
-) -> IndexCreateStatement {
-    let mut i = Index::create();
-    i.name(name).table(table).if_not_exists();
-    for c in cols {
-        i.col(Alias::new(*c));
-    }
-    if unique {
-        i.unique();
-    }
-    i.to_owned()
 }
 
 #[async_trait::async_trait]

@@ -7,7 +7,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::columns::{id, micros, tenant_fk, text};
+use crate::columns::{id, index, micros, tenant_fk, text};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -84,15 +84,6 @@ enum RelayProfile {
     Id,
 }
 
-fn index(name: &str, table: impl IntoIden, cols: &[&'static str]) -> IndexCreateStatement {
-    let mut i = Index::create();
-    i.name(name).table(table).if_not_exists();
-    for c in cols {
-        i.col(Alias::new(*c));
-    }
-    i.to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -134,18 +125,21 @@ impl MigrationTrait for Migration {
             "ix_message_tenant_created",
             Message::Table,
             &["tenant_id", "created_at", "id"],
+            false,
         ))
         .await?;
         m.create_index(index(
             "ix_message_tenant_status",
             Message::Table,
             &["tenant_id", "status", "id"],
+            false,
         ))
         .await?;
         m.create_index(index(
             "ix_message_profile",
             Message::Table,
             &["profile_id", "status"],
+            false,
         ))
         .await?;
 
@@ -192,12 +186,14 @@ impl MigrationTrait for Migration {
             "ix_recipient_due",
             Recipient::Table,
             &["status", "next_attempt_at"],
+            false,
         ))
         .await?;
         m.create_index(index(
             "ix_recipient_tenant_address",
             Recipient::Table,
             &["tenant_id", "address_key"],
+            false,
         ))
         .await?;
 
@@ -231,6 +227,7 @@ impl MigrationTrait for Migration {
             "ix_idempotency_created",
             IdempotencyKey::Table,
             &["created_at"],
+            false,
         ))
         .await?;
 
@@ -260,6 +257,7 @@ impl MigrationTrait for Migration {
             "ix_suppression_address",
             Suppression::Table,
             &["tenant_id", "address_key"],
+            false,
         ))
         .await?;
         Ok(())

@@ -60,6 +60,38 @@ impl Default for TestCerts {
     }
 }
 
+/// Starts `node tests/peers/<script> <config>`, reads its first JSON line
+/// (where it listens), and collects every later JSON line it prints.
+async fn spawn_peer(script: &str, config: &Value) -> (Child, Value, Arc<Mutex<Vec<Value>>>) {
+    let mut child = Command::new("node")
+        .arg(peers_dir().join(script))
+        .arg(config.to_string())
+        .current_dir(peers_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (scripts/test installs the peers with npm ci)");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not start in 20 s"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{script} exited"));
+    let hello: Value = serde_json::from_str(&first).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str(&line) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    (child, hello, log)
+}
+
 /// A running smtp-server; stopped when dropped.
 pub struct SmtpPeer {
     pub port: u16,
@@ -70,34 +102,8 @@ pub struct SmtpPeer {
 impl SmtpPeer {
     /// Starts the peer with `config` (see smtp-peer.mjs for the keys).
     pub async fn start(config: Value) -> Self {
-        let mut child = Command::new("node")
-            .arg(peers_dir().join("smtp-peer.mjs"))
-            .arg(config.to_string())
-            .current_dir(peers_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node (scripts/test installs the peers with npm ci)");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("smtp peer did not start in 20 s")
-            .unwrap()
-            .expect("smtp peer exited");
-        let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
-            .as_u64()
-            .unwrap() as u16;
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
+        let (child, hello, received) = spawn_peer("smtp-peer.mjs", &config).await;
+        let port = hello["port"].as_u64().unwrap() as u16;
         Self {
             port,
             received,
@@ -129,33 +135,8 @@ pub struct OAuthPeer {
 
 impl OAuthPeer {
     pub async fn start(config: Value) -> Self {
-        let mut child = Command::new("node")
-            .arg(peers_dir().join("oauth-peer.mjs"))
-            .arg(config.to_string())
-            .current_dir(peers_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node (scripts/test installs the peers with npm ci)");
-        let stdout = child.stdout.take().unwrap();
+        let (mut child, hello, log) = spawn_peer("oauth-peer.mjs", &config).await;
         let stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("oauth peer did not start in 20 s")
-            .unwrap()
-            .expect("oauth peer exited");
-        let hello: Value = serde_json::from_str(&first).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
         Self {
             issuer: hello["issuer"]
                 .as_str()

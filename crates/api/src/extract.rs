@@ -144,20 +144,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase())
-            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
-        if !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "expected a body with Content-Type: application/json",
-            ));
-        }
+        require_json(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             let status = r.status();
             let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -168,6 +155,25 @@ where
             ApiError::new(status, code, r.body_text())
         })?;
         from_json_at(&bytes, "").map(Self)
+    }
+}
+
+/// Refuses a body that is not declared as JSON (415).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a body with Content-Type: application/json",
+        ))
     }
 }
 

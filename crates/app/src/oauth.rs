@@ -158,9 +158,7 @@ impl Herald {
                 row: provider.as_str(),
                 field: "client_secret",
             };
-            let secret = secrets::get(db, &self.keys, slot)
-                .await?
-                .map(|s| SecretString::new(String::from_utf8_lossy(s.expose()).into_owned()));
+            let secret = secrets::get_text(db, &self.keys, slot).await?;
             return Ok(Self::oauth_client(provider, &app.settings, secret));
         }
         match self
@@ -442,11 +440,10 @@ impl Herald {
                 row: &hash,
                 field: "pkce_verifier",
             };
-            let verifier = secrets::get(tx.conn(), &self.keys, slot).await?;
+            let verifier = secrets::get_text(tx.conn(), &self.keys, slot).await?;
             secrets::delete(tx.conn(), slot).await?;
             tx.commit().await?;
             verifier
-                .map(|v| SecretString::new(String::from_utf8_lossy(v.expose()).into_owned()))
                 .ok_or_else(|| AppError::Internal("consent state without its verifier".into()))?
         };
         if let Some((error, description)) = error {
@@ -631,27 +628,23 @@ impl Herald {
         };
         let row = id.to_string();
         let slot = |f| identity_slot(tenant, &row, f);
-        let open = |s: herald_crypto::Secret<Vec<u8>>| {
-            SecretString::new(String::from_utf8_lossy(s.expose()).into_owned())
-        };
         // A forced refresh that another caller already did counts as done.
         let forced = force_generation.is_some_and(|g| g == generation);
         let fresh =
             access_expires_at.is_some_and(|t| t > Timestamp::now().plus_secs(REFRESH_MARGIN_SECS));
         if fresh
             && !forced
-            && let Some(token) = secrets::get(db, &self.keys, slot("access_token")).await?
+            && let Some(token) = secrets::get_text(db, &self.keys, slot("access_token")).await?
         {
             return Ok(AccessToken {
-                token: open(token),
+                token,
                 expires_at: access_expires_at,
                 scopes,
                 generation,
             });
         }
-        let refresh = secrets::get(db, &self.keys, slot("refresh_token"))
+        let refresh = secrets::get_text(db, &self.keys, slot("refresh_token"))
             .await?
-            .map(open)
             .ok_or_else(|| {
                 TokenFailure::NeedsConsent(
                     "this identity is not connected: Authenticate with MFA first".into(),

@@ -67,7 +67,7 @@ pub(crate) fn parse_profile_id(id: &str) -> Result<RelayProfileId, AppError> {
         .map_err(|_: InvalidInput| AppError::NotFound("relay profile"))
 }
 
-fn slot(tenant: TenantId, row: &str, which: ProfileSecret) -> secrets::Slot<'_> {
+pub(crate) fn slot(tenant: TenantId, row: &str, which: ProfileSecret) -> secrets::Slot<'_> {
     secrets::Slot {
         tenant,
         table: TABLE,

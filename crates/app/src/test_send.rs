@@ -1,10 +1,9 @@
 //! "Send test email": a real message through a profile or an identity, with
 //! the conversation (secrets masked) and a diagnosis when it fails.
 
-use herald_crypto::SecretString;
 use herald_domain::{
-    Actor, DisplayName, EmailAddress, IdentityAuth, IdentityStatus, InvalidInput, RelayProfile,
-    Role, SmtpAuth, Timestamp, Transport,
+    Actor, DisplayName, EmailAddress, IdentityAuth, IdentityStatus, InvalidInput, ProfileSecret,
+    RelayProfile, Role, SmtpAuth, Timestamp, Transport,
 };
 use herald_mailer::{Diagnosis, Reply, SmtpLogin, Stage, TestMessage, diagnose, mailgun};
 use herald_store::{Connection, identities, relay_profiles, secrets, users};
@@ -12,7 +11,7 @@ use herald_store::{Connection, identities, relay_profiles, secrets, users};
 use crate::access::Require;
 use crate::identities::{identity_slot, parse_identity_id};
 use crate::oauth::TokenFailure;
-use crate::relay_profiles::{TABLE as PROFILE_TABLE, parse_profile_id};
+use crate::relay_profiles::{parse_profile_id, slot as profile_slot};
 use crate::{AppError, Herald};
 
 /// What a test send did.
@@ -49,10 +48,6 @@ fn not_sent(code: &'static str, message: String, sender_auth: bool) -> Diagnosis
         message,
         sender_auth,
     }
-}
-
-fn secret_text(bytes: Option<herald_crypto::Secret<Vec<u8>>>) -> Option<SecretString> {
-    bytes.map(|b| SecretString::new(String::from_utf8_lossy(b.expose()).into_owned()))
 }
 
 impl Herald {
@@ -122,7 +117,7 @@ impl Herald {
         let login = match (&profile.settings.transport, &identity.auth) {
             (Transport::Smtp(_), IdentityAuth::Password { .. }) => {
                 let slot = identity_slot(actor.tenant_id, &row, "password");
-                match secret_text(secrets::get(db, &self.keys, slot).await?) {
+                match secrets::get_text(db, &self.keys, slot).await? {
                     Some(password) => Some(SmtpLogin::Password {
                         username: identity.username().to_owned(),
                         password,
@@ -282,13 +277,9 @@ impl Herald {
             }
             Transport::Mailgun(relay) => {
                 let row = profile.id.to_string();
-                let slot = secrets::Slot {
-                    tenant: profile.tenant_id,
-                    table: PROFILE_TABLE,
-                    row: &row,
-                    field: "api_key",
-                };
-                let key = secret_text(secrets::get(self.store.read(), &self.keys, slot).await?)
+                let slot = profile_slot(profile.tenant_id, &row, ProfileSecret::ApiKey);
+                let key = secrets::get_text(self.store.read(), &self.keys, slot)
+                    .await?
                     .ok_or_else(|| InvalidInput::new("secrets.api_key", "is not set"))?;
                 let from = match sender.from_name {
                     Some(n) => format!("\"{}\" <{}>", n.as_str().replace('"', "'"), sender.from),
@@ -350,15 +341,10 @@ impl Herald {
             SmtpAuth::None => Ok(None),
             SmtpAuth::Password { username } => {
                 let row = profile.id.to_string();
-                let slot = secrets::Slot {
-                    tenant: profile.tenant_id,
-                    table: PROFILE_TABLE,
-                    row: &row,
-                    field: "password",
-                };
-                let password =
-                    secret_text(secrets::get(self.store.read(), &self.keys, slot).await?)
-                        .ok_or_else(|| InvalidInput::new("secrets.password", "is not set"))?;
+                let slot = profile_slot(profile.tenant_id, &row, ProfileSecret::Password);
+                let password = secrets::get_text(self.store.read(), &self.keys, slot)
+                    .await?
+                    .ok_or_else(|| InvalidInput::new("secrets.password", "is not set"))?;
                 Ok(Some(SmtpLogin::Password {
                     username: username.to_string(),
                     password,

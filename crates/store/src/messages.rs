@@ -6,8 +6,8 @@ use herald_domain::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder,
 };
 
 use crate::StoreError;
@@ -214,6 +214,29 @@ pub async fn page(
         .collect()
 }
 
+/// The recipients of message `id` whose status is one of `statuses`.
+fn recipients_in(tenant: TenantId, id: MessageId, statuses: &[RecipientStatus]) -> Condition {
+    Condition::all()
+        .add(recipient::Column::TenantId.eq(tenant.to_string()))
+        .add(recipient::Column::MessageId.eq(id.to_string()))
+        .add(recipient::Column::Status.is_in(statuses.iter().map(|s| s.as_str())))
+}
+
+/// The addresses matching `which`, read before an update changes them.
+async fn addresses(
+    db: &impl ConnectionTrait,
+    which: Condition,
+) -> Result<Vec<EmailAddress>, StoreError> {
+    recipient::Entity::find()
+        .filter(which)
+        .order_by_asc(recipient::Column::Idx)
+        .all(db)
+        .await?
+        .iter()
+        .map(|r| parse_with(&r.address, "recipient", EmailAddress::parse))
+        .collect()
+}
+
 /// Cancels the recipients not yet sent (queued or held; one being
 /// delivered right now is not stopped) and updates the message's status.
 /// Returns the cancelled addresses.
@@ -222,16 +245,12 @@ pub async fn cancel_unsent(
     tenant: TenantId,
     id: MessageId,
 ) -> Result<Vec<EmailAddress>, StoreError> {
-    let unsent = [
-        RecipientStatus::Queued.as_str(),
-        RecipientStatus::Held.as_str(),
-    ];
-    let rows = recipient::Entity::find()
-        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
-        .filter(recipient::Column::MessageId.eq(id.to_string()))
-        .filter(recipient::Column::Status.is_in(unsent))
-        .all(db)
-        .await?;
+    let which = recipients_in(
+        tenant,
+        id,
+        &[RecipientStatus::Queued, RecipientStatus::Held],
+    );
+    let cancelled = addresses(db, which.clone()).await?;
     recipient::Entity::update_many()
         .col_expr(
             recipient::Column::Status,
@@ -241,15 +260,11 @@ pub async fn cancel_unsent(
             recipient::Column::UpdatedAt,
             Expr::value(Timestamp::now().as_micros()),
         )
-        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
-        .filter(recipient::Column::MessageId.eq(id.to_string()))
-        .filter(recipient::Column::Status.is_in(unsent))
+        .filter(which)
         .exec(db)
         .await?;
     refresh_status(db, tenant, id).await?;
-    rows.iter()
-        .map(|r| parse_with(&r.address, "recipient", EmailAddress::parse))
-        .collect()
+    Ok(cancelled)
 }
 
 /// Puts a message's failed and cancelled recipients back in the queue, due
@@ -260,16 +275,12 @@ pub async fn requeue(
     tenant: TenantId,
     id: MessageId,
 ) -> Result<Vec<EmailAddress>, StoreError> {
-    let again = [
-        RecipientStatus::Failed.as_str(),
-        RecipientStatus::Cancelled.as_str(),
-    ];
-    let rows = recipient::Entity::find()
-        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
-        .filter(recipient::Column::MessageId.eq(id.to_string()))
-        .filter(recipient::Column::Status.is_in(again))
-        .all(db)
-        .await?;
+    let which = recipients_in(
+        tenant,
+        id,
+        &[RecipientStatus::Failed, RecipientStatus::Cancelled],
+    );
+    let requeued = addresses(db, which.clone()).await?;
     let now = Timestamp::now().as_micros();
     recipient::Entity::update_many()
         .col_expr(
@@ -283,15 +294,11 @@ pub async fn requeue(
             Expr::value(Option::<String>::None),
         )
         .col_expr(recipient::Column::UpdatedAt, Expr::value(now))
-        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
-        .filter(recipient::Column::MessageId.eq(id.to_string()))
-        .filter(recipient::Column::Status.is_in(again))
+        .filter(which)
         .exec(db)
         .await?;
     refresh_status(db, tenant, id).await?;
-    rows.iter()
-        .map(|r| parse_with(&r.address, "recipient", EmailAddress::parse))
-        .collect()
+    Ok(requeued)
 }
 
 /// Recomputes a message's status from its recipients'.

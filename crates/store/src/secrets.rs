@@ -102,6 +102,17 @@ pub async fn get(
     Ok(Some(ring.open(&sealed, &slot.context())?))
 }
 
+/// Opens a text secret (a password, token or key) at `slot`, if one is set.
+pub async fn get_text(
+    db: &impl ConnectionTrait,
+    ring: &KeyRing,
+    slot: Slot<'_>,
+) -> Result<Option<herald_crypto::SecretString>, StoreError> {
+    Ok(get(db, ring, slot).await?.map(|bytes| {
+        herald_crypto::SecretString::new(String::from_utf8_lossy(bytes.expose()).into_owned())
+    }))
+}
+
 /// Whether a secret is set (what an API shows instead of the value).
 pub async fn is_set(db: &impl ConnectionTrait, slot: Slot<'_>) -> Result<bool, StoreError> {
     Ok(sealed_secret::Entity::find()

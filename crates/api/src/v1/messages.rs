@@ -203,21 +203,7 @@ pub async fn submit(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<MessageAccepted>), ApiError> {
-    let json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected a body with Content-Type: application/json",
-        ));
-    }
+    crate::extract::require_json(&headers)?;
     let message: MessageIn = crate::extract::from_json_at(&body, "")?;
     let idempotency = match headers.get("idempotency-key") {
         None => None,
