@@ -316,6 +316,15 @@ async fn refused_consents_store_nothing() {
     let (status, page) = w.callback(&w.ada, &url).await;
     assert_eq!((status, page.contains("expired")), (400, true), "{page}");
 
+    // A missing, oversize or line-breaking state.
+    for bad in [
+        "/oauth/callback?code=x",
+        &format!("/oauth/callback?state={}&code=x", "s".repeat(600)),
+        "/oauth/callback?state=a%0D%0Ab&code=x",
+    ] {
+        let (status, _) = w.callback(&w.ada, &w.app.url(bad)).await;
+        assert_eq!(status, 400, "{bad}");
+    }
     // An unknown state, and a provider error.
     let (status, _) = w
         .callback(&w.ada, &w.app.url("/oauth/callback?state=forged&code=x"))

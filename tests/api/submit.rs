@@ -571,6 +571,18 @@ async fn cancelling_stops_what_is_not_yet_sent() {
     assert_eq!(status, 404);
     let (_, still) = app.get(&path, &t.admin_key).await;
     assert_eq!(still["status"], "cancelled");
+    let too_many: Vec<String> = (0..501).map(|_| id.to_owned()).collect();
+    for ids in [json!([]), json!(too_many), json!(["not-an-id\r\n"])] {
+        let (status, _) = app
+            .send(
+                Method::POST,
+                "/api/v1/messages/resend",
+                &t.admin_key,
+                Some(json!({"ids": ids})),
+            )
+            .await;
+        assert!(status == 422 || status == 404, "{status}");
+    }
     let (status, r) = app
         .send(Method::POST, &format!("{path}/resend"), &t.admin_key, None)
         .await;
