@@ -12,6 +12,6 @@ mod wire;
 
 pub use diagnosis::{Diagnosis, Failure, FailureKind, Stage, diagnose};
 pub use message::{MessageError, TestMessage};
-pub use smtp::{SessionReport, SmtpLogin, send_once};
+pub use smtp::{Answer, SessionReport, SmtpLogin, SmtpSession, TransactionReport, send_once};
 pub use tls::parse_ca_pem;
 pub use transcript::Reply;

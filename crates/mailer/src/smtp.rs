@@ -9,16 +9,20 @@ use std::time::{Duration, Instant};
 
 use herald_crypto::SecretString;
 use herald_domain::{RelayHost, SecurityMode, SmtpRelay};
+use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Auth, Ehlo, Starttls};
-use lettre::transport::smtp::extension::{ClientId, Extension, ServerInfo};
+use lettre::transport::smtp::commands::{Auth, Data, Ehlo, Mail, Rcpt, Rset, Starttls};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, ServerInfo,
+};
+use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
 use crate::diagnosis::{Failure, FailureKind, Stage};
 use crate::tls;
-use crate::transcript::Transcript;
+use crate::transcript::{Reply, Transcript};
 use crate::wire::Wire;
 
 /// How to sign in: a password (PLAIN, else LOGIN) or an OAuth2 access token
@@ -63,7 +67,7 @@ pub struct SessionReport {
     pub elapsed: Duration,
 }
 
-/// Sends one message in one session and reports every step.
+/// Sends one message in one session and reports every step (a test send).
 pub async fn send_once(
     relay: &SmtpRelay,
     login: Option<&SmtpLogin>,
@@ -71,33 +75,25 @@ pub async fn send_once(
     message: &[u8],
 ) -> SessionReport {
     let started = Instant::now();
-    let mut prelude = Vec::new();
+    let mut notes = Vec::new();
     let mut wire_slot = None;
-    let result = session(
-        relay,
-        login,
-        envelope,
-        message,
-        &mut prelude,
-        &mut wire_slot,
-    )
-    .await;
+    let result = match SmtpSession::open_recorded(relay, login, &mut notes, &mut wire_slot).await {
+        Err(f) => Err(f),
+        Ok(mut session) => {
+            let to = envelope.to();
+            let report = session.transaction(envelope.from(), to, message).await;
+            let result = report.first_failure();
+            session.quit().await;
+            result
+        }
+    };
     let recorded = wire_slot
         .and_then(|w: Wire| w.transcript())
         .unwrap_or_default();
-    // lettre sends QUIT after a refusal: the refusal, not the last reply,
-    // says what failed and at which step.
-    let result = result.map_err(|mut f| {
-        if let (FailureKind::Rejected, Some((reply, stage))) = (f.kind, recorded.refusal()) {
-            f.reply = Some(reply);
-            f.stage = stage;
-        }
-        f
-    });
-    prelude.extend(recorded.lines().iter().cloned());
+    notes.extend(recorded.lines().iter().cloned());
     SessionReport {
         result,
-        transcript: prelude,
+        transcript: notes,
         elapsed: started.elapsed(),
     }
 }
@@ -117,6 +113,38 @@ async fn step<T, E: std::fmt::Display>(
         Ok(Err(e)) => Err(Failure::new(stage, kind(&e), e.to_string())),
         Ok(Ok(v)) => Ok(v),
     }
+}
+
+/// A command's reply, a refusal, or the connection lost.
+async fn command(
+    stage: Stage,
+    limit: Duration,
+    fut: impl Future<Output = Result<Response, lettre::transport::smtp::Error>>,
+) -> Result<Result<Reply, Reply>, Failure> {
+    match tokio::time::timeout(limit, fut).await {
+        Err(_) => Err(Failure::new(
+            stage,
+            FailureKind::Timeout,
+            format!("no answer within {} s", limit.as_secs()),
+        )),
+        Ok(Ok(r)) => Ok(Ok(Reply::new(
+            u16::from(r.code()),
+            r.message().collect::<Vec<_>>().join(" "),
+        ))),
+        Ok(Err(e)) => match refused(&e) {
+            Some(reply) => Ok(Err(reply)),
+            None => Err(Failure::new(stage, smtp_kind(&e), e.to_string())),
+        },
+    }
+}
+
+/// The server's refusal inside a lettre error (4xx/5xx), if it is one.
+fn refused(e: &lettre::transport::smtp::Error) -> Option<Reply> {
+    let code = e.status()?;
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Some(Reply::new(u16::from(code), text))
 }
 
 fn smtp_kind(e: &lettre::transport::smtp::Error) -> FailureKind {
@@ -143,157 +171,430 @@ fn io_kind(e: &std::io::Error) -> FailureKind {
     }
 }
 
-async fn session(
-    relay: &SmtpRelay,
-    login: Option<&SmtpLogin>,
-    envelope: &Envelope,
-    message: &[u8],
-    notes: &mut Vec<String>,
-    wire_slot: &mut Option<Wire>,
-) -> Result<(), Failure> {
-    let limit = relay.timeout_seconds.duration();
-    let port = relay.port().get();
-    let host = relay.host.to_string();
-    let connector = tls::connector(&relay.trust)
-        .map_err(|e| Failure::new(Stage::Connect, FailureKind::Tls, e.to_string()))?;
-    let server_name = tls::server_name(&host, &relay.trust)
-        .map_err(|e| Failure::new(Stage::Connect, FailureKind::Tls, e.to_string()))?;
+/// What happened to one recipient of a transaction.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// The server took the message for this recipient (the reply to the end
+    /// of DATA).
+    Accepted(Reply),
+    /// The server refused it at `stage` (MAIL FROM, RCPT TO or DATA).
+    Refused { stage: Stage, reply: Reply },
+    /// The connection failed before the server answered for it.
+    Lost(Failure),
+    /// It cannot be sent through this server at all (an internationalised
+    /// address to a server without SMTPUTF8).
+    Unsendable(String),
+}
 
-    let addrs: Vec<SocketAddr> = match &relay.host {
-        RelayHost::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        RelayHost::Name(_) => step(
-            Stage::Connect,
-            limit,
-            tokio::net::lookup_host((host.as_str(), port)),
-            |_| FailureKind::Resolve,
-        )
-        .await?
-        .collect(),
-    };
-    let peer = *addrs.first().ok_or_else(|| {
-        Failure::new(
-            Stage::Connect,
-            FailureKind::Resolve,
-            format!("{host} has no address"),
-        )
-    })?;
-    notes.push(format!("* connecting to {host}:{port} ({peer})"));
-    let tcp = step(Stage::Connect, limit, TcpStream::connect(peer), io_kind).await?;
-    let _ = tcp.set_nodelay(true);
+/// The answers of one MAIL/RCPT/DATA transaction, one per recipient in
+/// order.
+#[derive(Debug, Clone)]
+pub struct TransactionReport {
+    pub answers: Vec<Answer>,
+}
 
-    let wire = if relay.security == SecurityMode::Tls {
-        let tls = step(
-            Stage::Tls,
-            limit,
-            connector.connect(server_name.clone(), tcp),
-            io_kind,
-        )
-        .await?;
-        let wire = Wire::tls(tls, peer, Some(Transcript::new()));
-        wire.note("implicit TLS established");
-        wire
-    } else {
-        Wire::plain(tcp, peer, Some(Transcript::new()))
-    };
-    *wire_slot = Some(wire.clone());
-    let client_id = match &relay.helo_name {
-        Some(name) => ClientId::Domain(name.to_string()),
-        None => ClientId::default(),
-    };
-    let mut conn = step(
-        Stage::Greeting,
-        limit,
-        AsyncSmtpConnection::connect_with_transport(Box::new(wire.clone()), &client_id),
-        smtp_kind,
-    )
-    .await?;
-    let mut info = conn.server_info().clone();
+impl TransactionReport {
+    /// The first recipient's failure as a session failure (test sends).
+    fn first_failure(&self) -> Result<(), Failure> {
+        for a in &self.answers {
+            match a {
+                Answer::Accepted(_) => {}
+                Answer::Refused { stage, reply } => {
+                    let mut f = Failure::new(*stage, FailureKind::Rejected, reply.text.clone());
+                    f.reply = Some(reply.clone());
+                    return Err(f);
+                }
+                Answer::Lost(f) => return Err(f.clone()),
+                Answer::Unsendable(why) => {
+                    return Err(Failure::new(
+                        Stage::MailFrom,
+                        FailureKind::Rejected,
+                        why.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
-    if matches!(
-        relay.security,
-        SecurityMode::Starttls | SecurityMode::StarttlsRequired
-    ) {
-        if info.supports_feature(Extension::StartTls) {
-            step(Stage::Starttls, limit, conn.command(Starttls), smtp_kind).await?;
-            let tcp = wire
-                .take_plain()
-                .map_err(|e| Failure::new(Stage::Starttls, FailureKind::Network, e.to_string()))?;
-            let tls = step(
-                Stage::Starttls,
+/// An open, greeted, secured and signed-in SMTP connection that can carry
+/// several transactions (a pooled connection).
+pub struct SmtpSession {
+    conn: AsyncSmtpConnection,
+    wire: Wire,
+    info: ServerInfo,
+    limit: Duration,
+    opened: Instant,
+    transactions: u32,
+    broken: bool,
+}
+
+impl std::fmt::Debug for SmtpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSession")
+            .field("wire", &self.wire)
+            .field("transactions", &self.transactions)
+            .finish()
+    }
+}
+
+impl SmtpSession {
+    /// Connects, secures and signs in; nothing is recorded.
+    pub async fn open(relay: &SmtpRelay, login: Option<&SmtpLogin>) -> Result<Self, Failure> {
+        let mut notes = Vec::new();
+        let mut slot = None;
+        Self::connect(relay, login, &mut notes, &mut slot, false).await
+    }
+
+    /// Like [`open`](Self::open), recording the conversation (AUTH masked)
+    /// in the wire left in `wire_slot`.
+    async fn open_recorded(
+        relay: &SmtpRelay,
+        login: Option<&SmtpLogin>,
+        notes: &mut Vec<String>,
+        wire_slot: &mut Option<Wire>,
+    ) -> Result<Self, Failure> {
+        let result = Self::connect(relay, login, notes, wire_slot, true).await;
+        let recorded = wire_slot.as_ref().and_then(Wire::transcript);
+        // lettre may send QUIT after a refusal: the refusal, not the last
+        // reply, says what failed and at which step.
+        result.map_err(|mut f| {
+            if let (FailureKind::Rejected, Some((reply, stage))) =
+                (f.kind, recorded.and_then(|t| t.refusal()))
+            {
+                f.reply = Some(reply);
+                f.stage = stage;
+            }
+            f
+        })
+    }
+
+    async fn connect(
+        relay: &SmtpRelay,
+        login: Option<&SmtpLogin>,
+        notes: &mut Vec<String>,
+        wire_slot: &mut Option<Wire>,
+        record: bool,
+    ) -> Result<Self, Failure> {
+        let limit = relay.timeout_seconds.duration();
+        let port = relay.port().get();
+        let host = relay.host.to_string();
+        let connector = tls::connector(&relay.trust)
+            .map_err(|e| Failure::new(Stage::Connect, FailureKind::Tls, e.to_string()))?;
+        let server_name = tls::server_name(&host, &relay.trust)
+            .map_err(|e| Failure::new(Stage::Connect, FailureKind::Tls, e.to_string()))?;
+
+        let addrs: Vec<SocketAddr> = match &relay.host {
+            RelayHost::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+            RelayHost::Name(_) => step(
+                Stage::Connect,
                 limit,
-                connector.connect(server_name, tcp),
+                tokio::net::lookup_host((host.as_str(), port)),
+                |_| FailureKind::Resolve,
+            )
+            .await?
+            .collect(),
+        };
+        let peer = *addrs.first().ok_or_else(|| {
+            Failure::new(
+                Stage::Connect,
+                FailureKind::Resolve,
+                format!("{host} has no address"),
+            )
+        })?;
+        notes.push(format!("* connecting to {host}:{port} ({peer})"));
+        let tcp = step(Stage::Connect, limit, TcpStream::connect(peer), io_kind).await?;
+        let _ = tcp.set_nodelay(true);
+        let transcript = || record.then(Transcript::new);
+
+        let wire = if relay.security == SecurityMode::Tls {
+            let tls = step(
+                Stage::Tls,
+                limit,
+                connector.connect(server_name.clone(), tcp),
                 io_kind,
             )
             .await?;
-            wire.put_tls(tls);
-            let ehlo = step(
-                Stage::Starttls,
-                limit,
-                conn.command(Ehlo::new(client_id)),
-                smtp_kind,
-            )
-            .await?;
-            info = ServerInfo::from_response(&ehlo)
-                .map_err(|e| Failure::new(Stage::Starttls, FailureKind::Network, e.to_string()))?;
-        } else if relay.security == SecurityMode::StarttlsRequired {
-            conn.abort().await;
-            return Err(Failure::new(
-                Stage::Starttls,
-                FailureKind::StarttlsNotOffered,
-                "the server did not offer STARTTLS".into(),
-            ));
+            let wire = Wire::tls(tls, peer, transcript());
+            wire.note("implicit TLS established");
+            wire
         } else {
-            wire.note("STARTTLS not offered; continuing without TLS");
-        }
-    }
-
-    if let Some(login) = login {
-        let Some(mechanism) = info.get_auth_mechanism(login.mechanisms()) else {
-            conn.abort().await;
-            return Err(Failure::new(
-                Stage::Auth,
-                FailureKind::NoAuthMechanism,
-                format!("the server offers none of {:?}", login.mechanisms()),
-            ));
+            Wire::plain(tcp, peer, transcript())
         };
-        let credentials = login.credentials();
-        let first = Auth::new(mechanism, credentials.clone(), None)
-            .map_err(|e| Failure::new(Stage::Auth, FailureKind::Network, e.to_string()))?;
-        let mut response = step(Stage::Auth, limit, conn.command(first), smtp_kind).await?;
-        let mut challenges = 0;
-        while response.has_code(334) {
-            challenges += 1;
-            if challenges > 10 {
+        *wire_slot = Some(wire.clone());
+        let client_id = match &relay.helo_name {
+            Some(name) => ClientId::Domain(name.to_string()),
+            None => ClientId::default(),
+        };
+        let mut conn = step(
+            Stage::Greeting,
+            limit,
+            AsyncSmtpConnection::connect_with_transport(Box::new(wire.clone()), &client_id),
+            smtp_kind,
+        )
+        .await?;
+        let mut info = conn.server_info().clone();
+
+        if matches!(
+            relay.security,
+            SecurityMode::Starttls | SecurityMode::StarttlsRequired
+        ) {
+            if info.supports_feature(Extension::StartTls) {
+                step(Stage::Starttls, limit, conn.command(Starttls), smtp_kind).await?;
+                let tcp = wire.take_plain().map_err(|e| {
+                    Failure::new(Stage::Starttls, FailureKind::Network, e.to_string())
+                })?;
+                let tls = step(
+                    Stage::Starttls,
+                    limit,
+                    connector.connect(server_name, tcp),
+                    io_kind,
+                )
+                .await?;
+                wire.put_tls(tls);
+                let ehlo = step(
+                    Stage::Starttls,
+                    limit,
+                    conn.command(Ehlo::new(client_id)),
+                    smtp_kind,
+                )
+                .await?;
+                info = ServerInfo::from_response(&ehlo).map_err(|e| {
+                    Failure::new(Stage::Starttls, FailureKind::Network, e.to_string())
+                })?;
+            } else if relay.security == SecurityMode::StarttlsRequired {
+                conn.abort().await;
+                return Err(Failure::new(
+                    Stage::Starttls,
+                    FailureKind::StarttlsNotOffered,
+                    "the server did not offer STARTTLS".into(),
+                ));
+            } else {
+                wire.note("STARTTLS not offered; continuing without TLS");
+            }
+        }
+
+        if let Some(login) = login {
+            let Some(mechanism) = info.get_auth_mechanism(login.mechanisms()) else {
+                conn.abort().await;
                 return Err(Failure::new(
                     Stage::Auth,
-                    FailureKind::Network,
-                    "too many AUTH challenges".into(),
+                    FailureKind::NoAuthMechanism,
+                    format!("the server offers none of {:?}", login.mechanisms()),
                 ));
+            };
+            let credentials = login.credentials();
+            let first = Auth::new(mechanism, credentials.clone(), None)
+                .map_err(|e| Failure::new(Stage::Auth, FailureKind::Network, e.to_string()))?;
+            let mut response = auth_step(&mut conn, limit, first).await?;
+            let mut challenges = 0;
+            while response.has_code(334) {
+                challenges += 1;
+                if challenges > 10 {
+                    return Err(Failure::new(
+                        Stage::Auth,
+                        FailureKind::Network,
+                        "too many AUTH challenges".into(),
+                    ));
+                }
+                let next = Auth::new_from_response(mechanism, credentials.clone(), &response)
+                    .map_err(|e| {
+                        Failure::new(Stage::Auth, FailureKind::SenderAuthChallenge, e.to_string())
+                    })?;
+                response = auth_step(&mut conn, limit, next).await?;
             }
-            let next = Auth::new_from_response(mechanism, credentials.clone(), &response).map_err(
-                |e| Failure::new(Stage::Auth, FailureKind::SenderAuthChallenge, e.to_string()),
-            )?;
-            response = step(Stage::Auth, limit, conn.command(next), smtp_kind).await?;
+        }
+        Ok(Self {
+            conn,
+            wire,
+            info,
+            limit,
+            opened: Instant::now(),
+            transactions: 0,
+            broken: false,
+        })
+    }
+
+    /// Whether the connection can carry another transaction.
+    pub fn is_usable(&self) -> bool {
+        !self.broken && !self.conn.has_broken()
+    }
+
+    /// How long ago it was opened.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Transactions it has carried.
+    pub fn transactions(&self) -> u32 {
+        self.transactions
+    }
+
+    /// Whether the conversation is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.wire.is_tls()
+    }
+
+    /// One MAIL FROM, a RCPT TO per recipient (each answered on its own),
+    /// and DATA when at least one recipient was accepted. A refused
+    /// transaction is reset (RSET) so the connection can be reused.
+    pub async fn transaction(
+        &mut self,
+        from: Option<&Address>,
+        to: &[Address],
+        data: &[u8],
+    ) -> TransactionReport {
+        self.transactions += 1;
+        let limit = self.limit;
+        let mut answers: Vec<Option<Answer>> = vec![None; to.len()];
+        let result: Result<(), Failure> = async {
+            let mut params = Vec::new();
+            let utf8 = from.is_some_and(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii())
+                || to.iter().any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+            if utf8 {
+                if !self.info.supports_feature(Extension::SmtpUtfEight) {
+                    for a in answers.iter_mut() {
+                        *a = Some(Answer::Unsendable(
+                            "an internationalised address needs SMTPUTF8, which the relay \
+                             does not offer"
+                                .into(),
+                        ));
+                    }
+                    return Ok(());
+                }
+                params.push(MailParameter::SmtpUtfEight);
+            }
+            if !data.is_ascii() && self.info.supports_feature(Extension::EightBitMime) {
+                params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            }
+            let mail = Mail::new(from.cloned(), params);
+            if let Err(reply) = command(Stage::MailFrom,
+                limit,
+                self.conn.command(mail),
+            )
+            .await?
+            {
+                for a in answers.iter_mut() {
+                    *a = Some(Answer::Refused {
+                        stage: Stage::MailFrom,
+                        reply: reply.clone(),
+                    });
+                }
+                self.reset().await;
+                return Ok(());
+            }
+            let mut accepted = Vec::new();
+            for (i, rcpt) in to.iter().enumerate() {
+                match command(Stage::RcptTo,
+                    limit,
+                    self.conn.command(Rcpt::new(rcpt.clone(), vec![])),
+                )
+                .await?
+                {
+                    Ok(_) => accepted.push(i),
+                    Err(reply) => {
+                        answers[i] = Some(Answer::Refused {
+                            stage: Stage::RcptTo,
+                            reply,
+                        })
+                    }
+                }
+            }
+            if accepted.is_empty() {
+                self.reset().await;
+                return Ok(());
+            }
+            let end = match command(Stage::Data, limit, self.conn.command(Data))
+                .await?
+            {
+                Err(reply) => {
+                    self.reset().await;
+                    Err(reply)
+                }
+                Ok(_) => {
+                    command(Stage::Data,
+                        limit,
+                        self.conn.message(data),
+                    )
+                    .await?
+                }
+            };
+            for i in accepted {
+                answers[i] = Some(match &end {
+                    Ok(reply) => Answer::Accepted(reply.clone()),
+                    Err(reply) => Answer::Refused {
+                        stage: Stage::Data,
+                        reply: reply.clone(),
+                    },
+                });
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(failure) = result {
+            self.broken = true;
+            for a in answers.iter_mut().filter(|a| a.is_none()) {
+                *a = Some(Answer::Lost(failure.clone()));
+            }
+        }
+        TransactionReport {
+            answers: answers
+                .into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| {
+                        Answer::Lost(Failure::new(
+                            Stage::Data,
+                            FailureKind::Network,
+                            "no answer".into(),
+                        ))
+                    })
+                })
+                .collect(),
         }
     }
 
-    if let Err(f) = step(
-        Stage::MailFrom,
-        limit,
-        conn.send(envelope, message),
-        smtp_kind,
-    )
-    .await
-    {
-        let stage = wire
-            .transcript()
-            .map(|t| t.last_command_stage())
-            .unwrap_or(Stage::MailFrom);
-        conn.abort().await;
-        return Err(Failure { stage, ..f });
+    /// RSET after a refused transaction; a connection that does not answer
+    /// it is not reused.
+    async fn reset(&mut self) {
+        let ok = matches!(
+            tokio::time::timeout(self.limit, self.conn.command(Rset)).await,
+            Ok(Ok(_))
+        );
+        if !ok {
+            self.broken = true;
+        }
     }
-    let _ = tokio::time::timeout(limit, conn.quit()).await;
-    Ok(())
+
+    /// Says goodbye (QUIT) and closes.
+    pub async fn quit(mut self) {
+        if self.is_usable() {
+            let _ = tokio::time::timeout(self.limit, self.conn.quit()).await;
+        } else {
+            self.conn.abort().await;
+        }
+    }
+}
+
+async fn auth_step(
+    conn: &mut AsyncSmtpConnection,
+    limit: Duration,
+    auth: Auth,
+) -> Result<Response, Failure> {
+    match tokio::time::timeout(limit, conn.command(auth)).await {
+        Err(_) => Err(Failure::new(
+            Stage::Auth,
+            FailureKind::Timeout,
+            format!("no answer within {} s", limit.as_secs()),
+        )),
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => {
+            let reply = refused(&e);
+            let mut f = Failure::new(Stage::Auth, smtp_kind(&e), e.to_string());
+            f.reply = reply;
+            Err(f)
+        }
+    }
 }
 
 #[cfg(test)]

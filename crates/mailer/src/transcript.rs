@@ -12,6 +12,21 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply from its code and text; the enhanced code is the text's
+    /// first word when it has the reply's class.
+    pub fn new(code: u16, text: String) -> Reply {
+        let enhanced = text
+            .split_whitespace()
+            .next()
+            .filter(|tok| is_enhanced(tok, code))
+            .map(str::to_owned);
+        Reply {
+            code,
+            enhanced,
+            text,
+        }
+    }
+
     /// Parses the lines of one reply (`250-…` continuation lines, then `250 …`).
     pub fn parse(lines: &[String]) -> Option<Reply> {
         let first = lines.first()?;
@@ -94,10 +109,6 @@ impl Transcript {
             .map(|(r, verb)| (r.clone(), stage_of(verb)))
     }
 
-    /// The step of the last command the client sent.
-    pub fn last_command_stage(&self) -> crate::Stage {
-        stage_of(&self.last_verb)
-    }
 }
 
 fn stage_of(verb: &str) -> crate::Stage {

@@ -96,6 +96,11 @@ impl Wire {
         }
     }
 
+    /// Whether the stream is encrypted now.
+    pub fn is_tls(&self) -> bool {
+        matches!(lock(&self.shared).inner, Inner::Tls(_))
+    }
+
     /// The recorded conversation so far.
     pub fn transcript(&self) -> Option<Transcript> {
         lock(&self.shared).transcript.clone()
