@@ -13,6 +13,7 @@ mod m20261122_000002_relay;
 mod m20261122_000003_oauth;
 mod m20261122_000004_event;
 mod m20261122_000005_queue;
+mod m20261122_000006_delivery;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_oauth::Migration),
             Box::new(m20261122_000004_event::Migration),
             Box::new(m20261122_000005_queue::Migration),
+            Box::new(m20261122_000006_delivery::Migration),
         ]
     }
 }

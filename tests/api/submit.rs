@@ -183,7 +183,7 @@ async fn events_count(app: &TestApp, t: &TestTenant) -> usize {
 
 #[tokio::test]
 async fn suppressed_recipients_are_dropped_with_a_rejected_event() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("submitsupp").await;
     let store = app.herald().store();
     let tx = store.begin().await.unwrap();
@@ -304,7 +304,7 @@ async fn attachments_follow_the_profile_and_max_size_tells_the_notify_user() {
 
 #[tokio::test]
 async fn the_queue_view_lists_pages_filters_and_shows_one_message() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("queueview").await;
     let other = app.tenant("queueviewother").await;
     let viewer = app.key(&t, "viewer").await;
@@ -513,7 +513,7 @@ async fn mailgun_clients_send_through_v3_messages() {
 
 #[tokio::test]
 async fn cancelling_stops_what_is_not_yet_sent() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("cancel").await;
     let other = app.tenant("cancelother").await;
     let (_, r) = submit(

@@ -157,6 +157,12 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
+    /// An API-only process (`serve --role api`): accepted mail stays in the
+    /// queue, for tests of the queue itself.
+    pub async fn api_only() -> Self {
+        Self::spawn_with(&[("HERALD_ROLE", "api")]).await
+    }
+
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::new().await;
         let config = config_for(&db, extra);

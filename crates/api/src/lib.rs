@@ -42,6 +42,11 @@ pub struct AppState {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application as one router.
+/// Only /healthz and /readyz (a worker-only process).
+pub fn health_router(state: AppState) -> Router {
+    health::router().with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.http.max_body_bytes;
     Router::new()

@@ -4,6 +4,7 @@
 mod access;
 mod api_keys;
 mod audit;
+mod delivery;
 mod error;
 mod identities;
 mod json;
@@ -25,6 +26,7 @@ use herald_store::Store;
 pub use access::{LoginSession, Page};
 pub use api_keys::{CreatedApiKey, NewApiKey};
 pub use audit::AuditCursor;
+pub use delivery::{Delivered, DeliveryContext, Job};
 pub use error::AppError;
 pub use herald_mailer::{Diagnosis, Reply, Stage};
 pub use herald_store::relay_profiles::Routing;
@@ -67,6 +69,9 @@ pub struct Herald {
     /// For HTTP relays (Mailgun) and OAuth providers; never follows redirects.
     http: reqwest::Client,
     refresh_locks: Arc<oauth::RefreshLocks>,
+    /// Rung when mail becomes due (accepted, resent, released), so an idle
+    /// worker in this process starts at once instead of at its next poll.
+    queue_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Herald {
@@ -81,6 +86,7 @@ impl Herald {
             settings,
             http,
             refresh_locks: Arc::default(),
+            queue_signal: Arc::default(),
         }
     }
 
@@ -90,5 +96,10 @@ impl Herald {
 
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// Notified when mail becomes due.
+    pub fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_signal.clone()
     }
 }

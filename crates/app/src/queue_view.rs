@@ -93,7 +93,8 @@ impl Herald {
     }
 
     /// Resends messages: their failed and cancelled recipients go back in
-    /// the queue. Returns, per id, how many were requeued. Every id must be
+    /// the queue, and recipients waiting for a retry become due now
+    /// ("retry now"). Returns, per id, how many were requeued or made due. Every id must be
     /// one of the tenant's messages, else nothing is changed.
     pub async fn resend_messages(
         &self,
@@ -122,9 +123,12 @@ impl Herald {
                 e.description = Some(format!("resent by {}", actor.label));
                 events::insert(tx.conn(), &e).await?;
             }
-            out.push((id, again.len()));
+            // Recipients waiting for a later retry are made due now.
+            let due = messages::retry_now(tx.conn(), actor.tenant_id, id).await?;
+            out.push((id, again.len() + due as usize));
         }
         tx.commit().await?;
+        self.queue_signal.notify_one();
         Ok(out)
     }
 

@@ -3,8 +3,8 @@
 
 use herald_crypto::SecretString;
 use herald_domain::{
-    Actor, AuditAction, ChangedFields, InvalidInput, ProfileSecret, ProfileSettings, PurposeName,
-    RelayProfile, RelayProfileId, Role, TenantId, Timestamp,
+    Actor, AuditAction, ChangedFields, InvalidInput, ProfileSecret, ProfileSettings, ProfileStatus,
+    PurposeName, RelayProfile, RelayProfileId, Role, TenantId, Timestamp,
 };
 use herald_store::relay_profiles::{self, Routing};
 use herald_store::{Connection, identities, messages, secrets, tenants, users};
@@ -117,6 +117,8 @@ impl Herald {
             id: RelayProfileId::new(),
             tenant_id: actor.tenant_id,
             settings,
+            status: ProfileStatus::Active,
+            last_error: None,
             created_at: now,
             updated_at: now,
         };

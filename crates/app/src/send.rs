@@ -382,6 +382,7 @@ impl Herald {
             .await?;
         }
         tx.commit().await?;
+        self.queue_signal.notify_one();
         Ok(accepted)
     }
 

@@ -71,6 +71,8 @@ fn sandbox_profile(tenant: &Tenant, owner: &User) -> RelayProfile {
     RelayProfile {
         id: RelayProfileId::new(),
         tenant_id: tenant.id,
+        status: herald_domain::ProfileStatus::Active,
+        last_error: None,
         settings: ProfileSettings {
             name: ProfileName::parse("Sandbox").unwrap_or_else(|_| unreachable!("a valid name")),
             transport: Transport::Sandbox,

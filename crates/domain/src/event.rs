@@ -154,6 +154,20 @@ impl Event {
     }
 
     /// An event about one recipient of a message, now.
+    /// An event about a relay profile (paused, resumed).
+    pub fn for_profile(
+        tenant_id: TenantId,
+        profile: RelayProfileId,
+        kind: EventKind,
+        description: Option<String>,
+    ) -> Self {
+        Self {
+            profile_id: Some(profile),
+            identity_id: None,
+            ..Self::for_identity(tenant_id, IdentityId::new(), kind, description)
+        }
+    }
+
     pub fn for_recipient(
         tenant_id: TenantId,
         message_id: MessageId,

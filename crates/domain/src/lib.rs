@@ -33,11 +33,11 @@ pub use ids::{
     UserId,
 };
 pub use oauth::{MicrosoftAuthority, OAuthApp, OAuthAppSettings, OAuthClientId, RedirectUri};
-pub use outcome::{BounceClass, DeliveryOutcome, EnhancedCode, SmtpStep, classify_reply};
+pub use outcome::{BounceClass, Decision, DeliveryOutcome, EnhancedCode, SmtpStep, classify_reply};
 pub use profile::{
     AttachmentPolicy, BaseUrl, CaCertificates, DisplayNameRule, FromMailbox, MailgunRegion,
-    MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, Purpose, PurposeName, RelayProfile,
-    SenderPolicy, SmtpAuth, SmtpRelay, SmtpUsername, TlsTrust, Transport,
+    MailgunRelay, ProfileName, ProfileSecret, ProfileSettings, ProfileStatus, Purpose, PurposeName,
+    RelayProfile, SenderPolicy, SmtpAuth, SmtpRelay, SmtpUsername, TlsTrust, Transport,
 };
 pub use queue::{MessageStatus, QueuedMessage, RecipientState, RecipientStatus};
 pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};

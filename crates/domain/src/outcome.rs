@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::InvalidInput;
+use crate::{DeliverySettings, InvalidInput, RecipientStatus, Severity, Timestamp};
 
 /// An enhanced status code `class.subject.detail` (RFC 3463 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,6 +155,74 @@ pub fn classify_reply(
     }
 }
 
+/// What becomes of a recipient after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Delivered, queued again, failed, or held.
+    pub status: RecipientStatus,
+    /// When queued again: the next attempt.
+    pub retry_at: Option<Timestamp>,
+    /// For a failure: whether it is final.
+    pub severity: Option<Severity>,
+    /// Mailgun's `reason` for a failed event: `generic`, `bounce`, `old`
+    /// (gave up after max errors) or `sender-auth` (held).
+    pub reason: &'static str,
+    /// Add the address to the tenant's bounce list.
+    pub suppress: bool,
+}
+
+impl DeliveryOutcome {
+    /// Applies the profile's retry rules: a temporary failure is retried
+    /// every "minutes between retries" until "max errors before cancel"
+    /// failures; a soft bounce every "soft-bounce interval", "soft-bounce
+    /// retries" times; a permanent failure is final; a sender-auth failure
+    /// holds the mail. `failures_before` counts this recipient's earlier
+    /// failed attempts.
+    pub fn decide(self, failures_before: u32, d: &DeliverySettings, now: Timestamp) -> Decision {
+        let failures = failures_before.saturating_add(1);
+        let retry = |minutes: u32| Decision {
+            status: RecipientStatus::Queued,
+            retry_at: Some(now.plus_secs(i64::from(minutes) * 60)),
+            severity: Some(Severity::Temporary),
+            reason: "generic",
+            suppress: false,
+        };
+        let fail = |reason, suppress| Decision {
+            status: RecipientStatus::Failed,
+            retry_at: None,
+            severity: Some(Severity::Permanent),
+            reason,
+            suppress,
+        };
+        match self {
+            DeliveryOutcome::Delivered => Decision {
+                status: RecipientStatus::Delivered,
+                retry_at: None,
+                severity: None,
+                reason: "",
+                suppress: false,
+            },
+            DeliveryOutcome::Temporary if d.retry().retries_after(failures) => {
+                retry(d.minutes_between_retries)
+            }
+            DeliveryOutcome::Temporary => fail("old", false),
+            DeliveryOutcome::SoftBounce if failures <= d.soft_bounce_retries => {
+                retry(d.soft_bounce_retry_minutes)
+            }
+            DeliveryOutcome::SoftBounce => fail("old", false),
+            DeliveryOutcome::Permanent { suppress: true } => fail("bounce", true),
+            DeliveryOutcome::Permanent { suppress: false } => fail("generic", false),
+            DeliveryOutcome::SenderAuth => Decision {
+                status: RecipientStatus::Held,
+                retry_at: None,
+                severity: Some(Severity::Temporary),
+                reason: "sender-auth",
+                suppress: false,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +301,44 @@ mod tests {
         for bad in ["", "5.7", "5.7.1.2", "6.1.1", "5.x.1", "55.1.1", "5.1.1234"] {
             assert!(bad.parse::<EnhancedCode>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn decisions_follow_the_profile_retry_rules() {
+        let now = Timestamp::from_micros(1_000_000_000_000);
+        let d = DeliverySettings {
+            minutes_between_retries: 10,
+            max_errors_before_cancel: 3,
+            soft_bounce_retry_minutes: 60,
+            soft_bounce_retries: 2,
+            ..DeliverySettings::default()
+        };
+        let at = |m: i64| Some(now.plus_secs(m * 60));
+        let t = DeliveryOutcome::Temporary;
+        // Failures 1 and 2 retry 10 minutes later; the third is final.
+        assert_eq!(t.decide(0, &d, now).retry_at, at(10));
+        assert_eq!(t.decide(1, &d, now).status, RecipientStatus::Queued);
+        let last = t.decide(2, &d, now);
+        assert_eq!(
+            (last.status, last.severity, last.reason),
+            (RecipientStatus::Failed, Some(Severity::Permanent), "old")
+        );
+        let s = DeliveryOutcome::SoftBounce;
+        assert_eq!(s.decide(0, &d, now).retry_at, at(60));
+        assert_eq!(s.decide(1, &d, now).retry_at, at(60));
+        assert_eq!(s.decide(2, &d, now).status, RecipientStatus::Failed);
+        let hard = DeliveryOutcome::Permanent { suppress: true }.decide(0, &d, now);
+        assert!(hard.suppress && hard.reason == "bounce");
+        assert!(
+            !DeliveryOutcome::Permanent { suppress: false }
+                .decide(0, &d, now)
+                .suppress
+        );
+        let auth = DeliveryOutcome::SenderAuth.decide(5, &d, now);
+        assert_eq!((auth.status, auth.suppress), (RecipientStatus::Held, false));
+        assert_eq!(
+            DeliveryOutcome::Delivered.decide(3, &d, now).status,
+            RecipientStatus::Delivered
+        );
     }
 }

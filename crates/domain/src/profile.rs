@@ -495,12 +495,47 @@ impl ProfileSettings {
     }
 }
 
+/// Whether a profile's own credentials work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileStatus {
+    #[default]
+    Active,
+    /// The relay refused the profile's own credentials: mail sent with them
+    /// is held until the profile is saved again or passes a test.
+    Failing,
+}
+
+impl ProfileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileStatus::Active => "active",
+            ProfileStatus::Failing => "failing",
+        }
+    }
+}
+
+impl std::str::FromStr for ProfileStatus {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(Self::Active),
+            "failing" => Ok(Self::Failing),
+            _ => Err(InvalidInput::new("status", "must be active or failing")),
+        }
+    }
+}
+
 /// A tenant's named relay profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayProfile {
     pub id: crate::RelayProfileId,
     pub tenant_id: crate::TenantId,
     pub settings: ProfileSettings,
+    pub status: ProfileStatus,
+    /// Why it is failing.
+    pub last_error: Option<String>,
     pub created_at: crate::Timestamp,
     pub updated_at: crate::Timestamp,
 }

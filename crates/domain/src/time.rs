@@ -33,6 +33,10 @@ impl Timestamp {
         Self(self.0.saturating_add(secs.saturating_mul(1_000_000)))
     }
 
+    pub fn plus_micros(self, micros: i64) -> Self {
+        Self(self.0.saturating_add(micros))
+    }
+
     /// RFC 3339 in UTC with microseconds, e.g. `2026-11-22T18:42:00.123456Z`.
     pub fn to_rfc3339(self) -> String {
         let secs = self.0.div_euclid(1_000_000);

@@ -5,6 +5,7 @@
 mod diagnosis;
 pub mod mailgun;
 pub mod message;
+mod pool;
 pub mod smtp;
 mod tls;
 mod transcript;
@@ -12,6 +13,7 @@ mod wire;
 
 pub use diagnosis::{Diagnosis, Failure, FailureKind, Stage, diagnose};
 pub use message::{MessageError, TestMessage};
+pub use pool::{PoolLimits, SessionPool};
 pub use smtp::{Answer, SessionReport, SmtpLogin, SmtpSession, TransactionReport, send_once};
 pub use tls::parse_ca_pem;
 pub use transcript::Reply;

@@ -30,25 +30,54 @@ fn failure(code: &'static str, message: String, sender_auth: bool) -> Diagnosis 
     }
 }
 
-/// Posts one message. The API key never appears in the transcript.
+/// Posts one message built from form fields (a test send or a notice).
 pub async fn send(
     client: &reqwest::Client,
     relay: &MailgunRelay,
     api_key: &SecretString,
     msg: &MailgunMessage<'_>,
 ) -> MailgunReport {
-    let started = Instant::now();
     let url = format!("{}/v3/{}/messages", relay.api_base(), relay.domain);
+    let req = client.post(&url).form(&[
+        ("from", msg.from),
+        ("to", msg.to),
+        ("subject", msg.subject),
+        ("text", msg.text),
+    ]);
+    call(relay, api_key, &url, req).await
+}
+
+/// Posts a message Herald built itself (`messages.mime`): the MIME bytes
+/// as the `message` file and the envelope recipients as `to`.
+pub async fn send_mime(
+    client: &reqwest::Client,
+    relay: &MailgunRelay,
+    api_key: &SecretString,
+    to: &[&str],
+    mime: Vec<u8>,
+) -> MailgunReport {
+    let url = format!("{}/v3/{}/messages.mime", relay.api_base(), relay.domain);
+    let form = reqwest::multipart::Form::new()
+        .text("to", to.join(","))
+        .part(
+            "message",
+            reqwest::multipart::Part::bytes(mime).file_name("message.mime"),
+        );
+    call(relay, api_key, &url, client.post(&url).multipart(form)).await
+}
+
+/// Sends a prepared request with the API key and reads Mailgun's answer.
+/// The API key never appears in the transcript.
+async fn call(
+    relay: &MailgunRelay,
+    api_key: &SecretString,
+    url: &str,
+    req: reqwest::RequestBuilder,
+) -> MailgunReport {
+    let started = Instant::now();
     let mut transcript = vec![format!("C: POST {url} (HTTP Basic api:********)")];
-    let res = client
-        .post(&url)
+    let res = req
         .basic_auth("api", Some(api_key.expose()))
-        .form(&[
-            ("from", msg.from),
-            ("to", msg.to),
-            ("subject", msg.subject),
-            ("text", msg.text),
-        ])
         .timeout(Duration::from_secs(30))
         .send()
         .await;

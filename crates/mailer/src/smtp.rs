@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use herald_crypto::SecretString;
-use herald_domain::{RelayHost, SecurityMode, SmtpRelay};
+use herald_domain::{EmailAddress, RelayHost, SecurityMode, SmtpRelay};
 use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -81,7 +81,7 @@ pub async fn send_once(
         Err(f) => Err(f),
         Ok(mut session) => {
             let to = envelope.to();
-            let report = session.transaction(envelope.from(), to, message).await;
+            let report = session.transaction_raw(envelope.from(), to, message).await;
             let result = report.first_failure();
             session.quit().await;
             result
@@ -184,6 +184,19 @@ pub enum Answer {
     /// It cannot be sent through this server at all (an internationalised
     /// address to a server without SMTPUTF8).
     Unsendable(String),
+}
+
+impl Answer {
+    /// What the answer means for this recipient.
+    pub fn outcome(&self) -> herald_domain::DeliveryOutcome {
+        use herald_domain::DeliveryOutcome;
+        match self {
+            Answer::Accepted(_) => DeliveryOutcome::Delivered,
+            Answer::Refused { stage, reply } => reply.outcome(*stage),
+            Answer::Lost(f) => f.outcome(),
+            Answer::Unsendable(_) => DeliveryOutcome::Permanent { suppress: false },
+        }
+    }
 }
 
 /// The answers of one MAIL/RCPT/DATA transaction, one per recipient in
@@ -441,6 +454,46 @@ impl SmtpSession {
     /// transaction is reset (RSET) so the connection can be reused.
     pub async fn transaction(
         &mut self,
+        from: &EmailAddress,
+        to: &[&EmailAddress],
+        data: &[u8],
+    ) -> TransactionReport {
+        let lettre = |a: &EmailAddress| Address::new(a.local_part(), a.domain()).ok();
+        let Some(sender) = lettre(from) else {
+            let why = format!("{from} cannot be used as the envelope sender");
+            return TransactionReport {
+                answers: to.iter().map(|_| Answer::Unsendable(why.clone())).collect(),
+            };
+        };
+        let mut addresses = Vec::with_capacity(to.len());
+        let mut positions = Vec::with_capacity(to.len());
+        let mut answers: Vec<Option<Answer>> = vec![None; to.len()];
+        for (i, a) in to.iter().enumerate() {
+            match lettre(a) {
+                Some(addr) => {
+                    positions.push(i);
+                    addresses.push(addr);
+                }
+                None => {
+                    answers[i] = Some(Answer::Unsendable(format!(
+                        "{a} cannot be used as an envelope recipient"
+                    )))
+                }
+            }
+        }
+        if !addresses.is_empty() {
+            let report = self.transaction_raw(Some(&sender), &addresses, data).await;
+            for (i, a) in positions.into_iter().zip(report.answers) {
+                answers[i] = Some(a);
+            }
+        }
+        TransactionReport {
+            answers: answers.into_iter().flatten().collect(),
+        }
+    }
+
+    async fn transaction_raw(
+        &mut self,
         from: Option<&Address>,
         to: &[Address],
         data: &[u8],
@@ -469,12 +522,7 @@ impl SmtpSession {
                 params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
             }
             let mail = Mail::new(from.cloned(), params);
-            if let Err(reply) = command(Stage::MailFrom,
-                limit,
-                self.conn.command(mail),
-            )
-            .await?
-            {
+            if let Err(reply) = command(Stage::MailFrom, limit, self.conn.command(mail)).await? {
                 for a in answers.iter_mut() {
                     *a = Some(Answer::Refused {
                         stage: Stage::MailFrom,
@@ -486,7 +534,8 @@ impl SmtpSession {
             }
             let mut accepted = Vec::new();
             for (i, rcpt) in to.iter().enumerate() {
-                match command(Stage::RcptTo,
+                match command(
+                    Stage::RcptTo,
                     limit,
                     self.conn.command(Rcpt::new(rcpt.clone(), vec![])),
                 )
@@ -505,20 +554,12 @@ impl SmtpSession {
                 self.reset().await;
                 return Ok(());
             }
-            let end = match command(Stage::Data, limit, self.conn.command(Data))
-                .await?
-            {
+            let end = match command(Stage::Data, limit, self.conn.command(Data)).await? {
                 Err(reply) => {
                     self.reset().await;
                     Err(reply)
                 }
-                Ok(_) => {
-                    command(Stage::Data,
-                        limit,
-                        self.conn.message(data),
-                    )
-                    .await?
-                }
+                Ok(_) => command(Stage::Data, limit, self.conn.message(data)).await?,
             };
             for i in accepted {
                 answers[i] = Some(match &end {

@@ -108,7 +108,6 @@ impl Transcript {
             .as_ref()
             .map(|(r, verb)| (r.clone(), stage_of(verb)))
     }
-
 }
 
 fn stage_of(verb: &str) -> crate::Stage {

@@ -21,8 +21,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API, the portal and the workers.
-    Serve,
+    /// Serve the API, the portal and the delivery worker.
+    Serve {
+        /// all (default), api (no delivery) or worker (delivery, with
+        /// /healthz and /readyz only).
+        #[arg(long, value_enum)]
+        role: Option<crate::config::ServeRole>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Print the effective configuration, secrets redacted.
@@ -115,7 +120,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             println!("migrations applied: {applied}");
             Ok(())
         }
-        Command::Serve => serve(config).await,
+        Command::Serve { role } => {
+            let mut config = config;
+            if let Some(role) = role {
+                config.role = role;
+            }
+            serve(config).await
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let herald = crate::open(&config).await.map_err(|e| err(&e))?;
             let n = herald.rotate_keys().await.map_err(|e| err(&e))?;

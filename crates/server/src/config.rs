@@ -157,6 +157,66 @@ pub struct Config {
     pub http: HttpConfig,
     pub session: SessionConfig,
     pub oauth: OAuthConfig,
+    /// What `herald serve` runs (also `serve --role`).
+    pub role: ServeRole,
+    pub worker: WorkerSection,
+}
+
+/// What a `herald serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ServeRole {
+    /// The API, the portal and the delivery worker.
+    #[default]
+    All,
+    /// The API and the portal only.
+    Api,
+    /// The delivery worker, with /healthz and /readyz only.
+    Worker,
+}
+
+impl ServeRole {
+    pub fn serves_api(self) -> bool {
+        self != ServeRole::Worker
+    }
+
+    pub fn delivers(self) -> bool {
+        self != ServeRole::Api
+    }
+}
+
+/// The delivery worker (`[worker]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Recipients claimed per query.
+    pub claim_batch: u64,
+    /// How long a claim lasts; a crashed worker's mail is retried after it.
+    pub lease_seconds: u64,
+    /// How often an idle worker looks for due mail, in milliseconds.
+    pub poll_ms: u64,
+    /// How long shutdown waits for deliveries in flight.
+    pub shutdown_grace_seconds: u64,
+    /// Transactions on one SMTP connection before a new one is opened.
+    pub messages_per_connection: u32,
+    /// Seconds an idle pooled connection is kept.
+    pub idle_connection_seconds: u64,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            claim_batch: 256,
+            lease_seconds: 600,
+            poll_ms: 1000,
+            shutdown_grace_seconds: 20,
+            messages_per_connection: 100,
+            idle_connection_seconds: 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -171,6 +231,8 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             session: SessionConfig::default(),
+            role: ServeRole::default(),
+            worker: WorkerSection::default(),
             oauth: OAuthConfig::default(),
         }
     }

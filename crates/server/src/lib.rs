@@ -87,15 +87,42 @@ pub async fn open(config: &Config) -> Result<Herald, StartError> {
     Ok(Herald::new(store, Arc::new(ring), settings))
 }
 
-/// The HTTP application for `herald`.
+/// The delivery worker's settings from `[worker]`.
+pub fn worker_config(config: &Config) -> herald_worker::WorkerConfig {
+    let w = &config.worker;
+    herald_worker::WorkerConfig {
+        concurrency: w.concurrency.max(1),
+        claim_batch: w.claim_batch.max(1),
+        lease: Duration::from_secs(w.lease_seconds.max(1)),
+        poll: Duration::from_millis(w.poll_ms.max(10)),
+        shutdown_grace: Duration::from_secs(w.shutdown_grace_seconds),
+        pool: herald_mailer::PoolLimits {
+            transactions_per_session: w.messages_per_connection.max(1),
+            idle_for: Duration::from_secs(w.idle_connection_seconds),
+            ..herald_mailer::PoolLimits::default()
+        },
+    }
+}
+
+/// The HTTP application for `herald`: everything, or only the health
+/// checks for a worker-only process.
 pub fn router(herald: Herald, config: &Config) -> axum::Router {
-    herald_api::router(AppState {
+    let state = state(herald, config);
+    if config.role.serves_api() {
+        herald_api::router(state)
+    } else {
+        herald_api::health_router(state)
+    }
+}
+
+fn state(herald: Herald, config: &Config) -> AppState {
+    AppState {
         herald,
         http: HttpSettings {
             max_body_bytes: config.http.max_body_bytes,
             secure_cookies: config.secure_cookies(),
         },
-    })
+    }
 }
 
 /// A running server: its address, and a handle that stops it.
@@ -104,13 +131,22 @@ pub struct Running {
     pub herald: Herald,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    worker: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, and waits.
+    /// Stops accepting, lets in-flight requests finish, then stops the
+    /// worker (in-flight deliveries finish or are released), and waits.
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
+        if let Some((stop, task)) = self.worker {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
 }
 
@@ -127,10 +163,16 @@ pub async fn start(config: &Config, herald: Herald) -> Result<Running, StartErro
             })
             .await
     });
+    let worker = config.role.delivers().then(|| {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let w = herald_worker::Worker::new(herald.clone(), worker_config(config));
+        (stop, tokio::spawn(w.run(stopped)))
+    });
     Ok(Running {
         addr,
         herald,
         shutdown: tx,
         task,
+        worker,
     })
 }

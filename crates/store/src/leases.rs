@@ -130,6 +130,42 @@ pub async fn finish(
     Ok(res.rows_affected == 1)
 }
 
+/// Puts claimed recipients back without an attempt, due at `until` (the
+/// profile's throttle or batch pause said not yet).
+pub async fn defer(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    claims: &[Claimed],
+    until: Timestamp,
+) -> Result<(), StoreError> {
+    for c in claims {
+        recipient::Entity::update_many()
+            .col_expr(
+                recipient::Column::Status,
+                Expr::value(RecipientStatus::Queued.as_str()),
+            )
+            .col_expr(
+                recipient::Column::NextAttemptAt,
+                Expr::value(until.as_micros()),
+            )
+            .col_expr(
+                recipient::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                recipient::Column::LeaseExpiresAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(recipient::Column::MessageId.eq(c.message_id.to_string()))
+            .filter(recipient::Column::Idx.eq(c.index as i32))
+            .filter(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
+            .filter(recipient::Column::LeaseOwner.eq(owner))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Gives back what `owner` holds without an attempt (graceful shutdown).
 pub async fn release_all(db: &impl ConnectionTrait, owner: &str) -> Result<u64, StoreError> {
     let res = recipient::Entity::update_many()

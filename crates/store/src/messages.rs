@@ -1,7 +1,7 @@
 //! Accepted messages and their recipients.
 
 use herald_domain::{
-    EmailAddress, MessageId, MessageStatus, PurposeName, QueuedMessage, RecipientState,
+    EmailAddress, IdentityId, MessageId, MessageStatus, PurposeName, QueuedMessage, RecipientState,
     RecipientStatus, RelayProfileId, TenantId, Timestamp,
 };
 use sea_orm::sea_query::Expr;
@@ -299,6 +299,144 @@ pub async fn requeue(
         .await?;
     refresh_status(db, tenant, id).await?;
     Ok(requeued)
+}
+
+/// Makes a message's queued recipients due now (the queue view's "retry
+/// now"); returns how many.
+pub async fn retry_now(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<u64, StoreError> {
+    let now = Timestamp::now().as_micros();
+    let res = recipient::Entity::update_many()
+        .col_expr(recipient::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(recipient::Column::UpdatedAt, Expr::value(now))
+        .filter(recipients_in(tenant, id, &[RecipientStatus::Queued]))
+        .filter(recipient::Column::NextAttemptAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Whose credentials a held message waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderScope {
+    /// Messages sent as this identity.
+    Identity(IdentityId),
+    /// Messages of this profile sent with its own credentials (no identity).
+    Profile(RelayProfileId),
+}
+
+impl SenderScope {
+    fn messages(self, tenant: TenantId) -> sea_orm::sea_query::SelectStatement {
+        use sea_orm::sea_query::Query;
+        let mut q = Query::select();
+        q.column(message::Column::Id)
+            .from(message::Entity)
+            .and_where(message::Column::TenantId.eq(tenant.to_string()))
+            .and_where(
+                message::Column::Status
+                    .is_in([MessageStatus::Queued.as_str(), MessageStatus::Held.as_str()]),
+            );
+        match self {
+            SenderScope::Identity(i) => {
+                q.and_where(message::Column::IdentityId.eq(i.to_string()));
+            }
+            SenderScope::Profile(p) => {
+                q.and_where(message::Column::ProfileId.eq(p.to_string()))
+                    .and_where(message::Column::IdentityId.is_null());
+            }
+        }
+        q
+    }
+}
+
+/// Moves the recipients of `scope`'s unfinished messages from one status to
+/// another (due now) and refreshes those messages' status. Returns how many
+/// recipients moved.
+async fn move_scope(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    scope: SenderScope,
+    from: RecipientStatus,
+    to: RecipientStatus,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = message::Entity::find()
+        .filter(message::Column::Id.in_subquery(scope.messages(tenant)))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let now = Timestamp::now().as_micros();
+    let mut moved = 0;
+    for chunk in ids.chunks(500) {
+        let res = recipient::Entity::update_many()
+            .col_expr(recipient::Column::Status, Expr::value(to.as_str()))
+            .col_expr(recipient::Column::NextAttemptAt, Expr::value(now))
+            .col_expr(recipient::Column::UpdatedAt, Expr::value(now))
+            .filter(recipient::Column::MessageId.is_in(chunk.iter().cloned()))
+            .filter(recipient::Column::Status.eq(from.as_str()))
+            .exec(db)
+            .await?;
+        moved += res.rows_affected;
+        for id in chunk {
+            refresh_status(db, tenant, parse(id, "message id")?).await?;
+        }
+    }
+    Ok(moved)
+}
+
+/// Holds the queued mail of a sender whose credentials were refused.
+pub async fn hold(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    scope: SenderScope,
+) -> Result<u64, StoreError> {
+    move_scope(
+        db,
+        tenant,
+        scope,
+        RecipientStatus::Queued,
+        RecipientStatus::Held,
+    )
+    .await
+}
+
+/// Puts a sender's held mail back in the queue, due now.
+pub async fn release(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    scope: SenderScope,
+) -> Result<u64, StoreError> {
+    move_scope(
+        db,
+        tenant,
+        scope,
+        RecipientStatus::Held,
+        RecipientStatus::Queued,
+    )
+    .await
+}
+
+/// The messages (with their MIME bytes) a worker claimed recipients of.
+pub async fn for_delivery(
+    db: &impl ConnectionTrait,
+    ids: &[MessageId],
+) -> Result<Vec<(QueuedMessage, Vec<u8>)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows = message::Entity::find()
+            .filter(message::Column::Id.is_in(chunk.iter().map(|i| i.to_string())))
+            .all(db)
+            .await?;
+        for mut r in rows {
+            let mime = std::mem::take(&mut r.mime);
+            out.push((to_message(r)?, mime));
+        }
+    }
+    Ok(out)
 }
 
 /// Recomputes a message's status from its recipients'.

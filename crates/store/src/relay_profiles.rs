@@ -2,8 +2,8 @@
 //! function takes the tenant: another tenant's profile id finds nothing.
 
 use herald_domain::{
-    IdentityId, ProfileName, ProfileSettings, PurposeName, RelayProfile, RelayProfileId, TenantId,
-    Timestamp, UserId,
+    IdentityId, ProfileName, ProfileSettings, ProfileStatus, PurposeName, RelayProfile,
+    RelayProfileId, TenantId, Timestamp, UserId,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -30,6 +30,8 @@ fn columns(p: &RelayProfile) -> Result<relay_profile::ActiveModel, StoreError> {
         settings: Set(settings_json(s)?),
         notify_user_id: Set(s.attachments.notify_user_id.map(|u| u.to_string())),
         bounce_identity_id: Set(s.bounce_identity().map(|i| i.to_string())),
+        status: Set(p.status.as_str().to_owned()),
+        last_error: Set(p.last_error.clone()),
         created_at: Set(p.created_at.as_micros()),
         updated_at: Set(p.updated_at.as_micros()),
     })
@@ -69,6 +71,27 @@ pub async fn get(
         .await?
         .map(to_profile)
         .transpose()
+}
+
+/// Marks a profile active or failing (its own credentials refused).
+pub async fn set_status(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: RelayProfileId,
+    status: ProfileStatus,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    relay_profile::Entity::update_many()
+        .col_expr(relay_profile::Column::Status, Expr::value(status.as_str()))
+        .col_expr(
+            relay_profile::Column::LastError,
+            Expr::value(error.map(str::to_owned)),
+        )
+        .filter(relay_profile::Column::TenantId.eq(tenant.to_string()))
+        .filter(relay_profile::Column::Id.eq(id.to_string()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// All of a tenant's profiles by name (a tenant has a handful).
@@ -156,6 +179,8 @@ fn to_profile(row: relay_profile::Model) -> Result<RelayProfile, StoreError> {
         id: parse(&row.id, "relay profile id")?,
         tenant_id: parse(&row.tenant_id, "tenant id")?,
         settings,
+        status: parse(&row.status, "relay profile status")?,
+        last_error: row.last_error,
         created_at: Timestamp::from_micros(row.created_at),
         updated_at: Timestamp::from_micros(row.updated_at),
     })

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use herald_app::{ProfileSecrets, ProfileView, Routing};
-use herald_domain::ProfileSettings;
+use herald_domain::{ProfileSettings, ProfileStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -57,6 +57,10 @@ pub struct ProfileOut {
     /// The tenant's mail goes through this profile unless a purpose is routed elsewhere.
     pub is_default: bool,
     pub routed_purposes: Vec<String>,
+    /// `active`, or `failing` when the relay refused the profile's own
+    /// credentials (its mail is held until the profile is saved again).
+    pub status: ProfileStatus,
+    pub last_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -74,6 +78,8 @@ impl From<ProfileView> for ProfileOut {
             warnings: v.warnings,
             is_default: v.is_default,
             routed_purposes: v.routed_purposes.iter().map(|p| p.to_string()).collect(),
+            status: v.profile.status,
+            last_error: v.profile.last_error.clone(),
             created_at: v.profile.created_at.to_rfc3339(),
             updated_at: v.profile.updated_at.to_rfc3339(),
         }

@@ -14,6 +14,9 @@ pub struct Model {
     pub settings: String,
     pub notify_user_id: Option<String>,
     pub bounce_identity_id: Option<String>,
+    /// active | failing (its own credentials were refused).
+    pub status: String,
+    pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -1,0 +1,182 @@
+//! The delivery loop. It claims due recipients (committed with a lease
+//! before any SMTP is spoken), runs up to `concurrency` deliveries at once,
+//! and records their results through one committer task that writes many
+//! results per transaction (group commit). On shutdown it stops claiming,
+//! lets in-flight deliveries finish for a grace period, records them, and
+//! gives back whatever it still holds; a worker that dies instead leaves
+//! leases that expire and are claimed again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_app::{Delivered, DeliveryContext, Herald};
+use herald_mailer::PoolLimits;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Deliveries (SMTP transactions) in flight at once.
+    pub concurrency: usize,
+    /// Recipients claimed per query.
+    pub claim_batch: u64,
+    /// How long a claim lasts; a crashed worker's mail is retried after it.
+    pub lease: Duration,
+    /// How often an idle worker looks for due mail (it is also woken when
+    /// mail is accepted in the same process).
+    pub poll: Duration,
+    /// How long shutdown waits for in-flight deliveries.
+    pub shutdown_grace: Duration,
+    pub pool: PoolLimits,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            claim_batch: 256,
+            lease: Duration::from_secs(600),
+            poll: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(20),
+            pool: PoolLimits::default(),
+        }
+    }
+}
+
+/// Results per commit at most.
+const COMMIT_BATCH: usize = 512;
+
+/// A delivery worker of this process.
+pub struct Worker {
+    herald: Herald,
+    config: WorkerConfig,
+    owner: String,
+}
+
+impl Worker {
+    pub fn new(herald: Herald, config: WorkerConfig) -> Self {
+        let owner = format!("worker-{}-{}", std::process::id(), uuid::Uuid::now_v7());
+        Self {
+            herald,
+            config,
+            owner,
+        }
+    }
+
+    /// The lease owner name this worker claims under.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Delivers until `shutdown` turns true, then stops cleanly.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let Worker {
+            herald,
+            config,
+            owner,
+        } = self;
+        tracing::info!(%owner, concurrency = config.concurrency, "delivery worker started");
+        let ctx = Arc::new(DeliveryContext::new(config.pool));
+        let (results, rx) = mpsc::channel::<Delivered>(COMMIT_BATCH * 4);
+        let committer = tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx));
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let signal = herald.queue_signal();
+        let mut tasks = JoinSet::new();
+        let mut sweep = tokio::time::interval(Duration::from_secs(5));
+        'outer: loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let jobs = match herald
+                .claim_jobs(&owner, config.lease, config.claim_batch)
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming due mail failed");
+                    Vec::new()
+                }
+            };
+            if jobs.is_empty() {
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = signal.notified() => {}
+                    _ = tokio::time::sleep(config.poll) => {}
+                    _ = sweep.tick() => ctx.close_idle().await,
+                }
+                continue;
+            }
+            for job in jobs {
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'outer,
+                    },
+                    _ = shutdown.changed() => {
+                        // Claimed but not started: released below.
+                        break 'outer;
+                    }
+                };
+                let herald = herald.clone();
+                let ctx = ctx.clone();
+                let results = results.clone();
+                tasks.spawn(async move {
+                    let done = herald.deliver_job(job, &ctx).await;
+                    drop(permit);
+                    let _ = results.send(done).await;
+                });
+            }
+        }
+        tracing::info!(%owner, in_flight = tasks.len(), "delivery worker stopping");
+        let drained = tokio::time::timeout(config.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(%owner, "in-flight deliveries did not finish in time; their mail is released");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        drop(results);
+        let _ = committer.await;
+        match herald.release_claims(&owner).await {
+            Ok(n) if n > 0 => tracing::info!(%owner, released = n, "released claimed mail"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(%owner, error = %e, "could not release claimed mail; it is retried when the lease ends")
+            }
+        }
+        ctx.close_all().await;
+        tracing::info!(%owner, "delivery worker stopped");
+    }
+}
+
+/// Records results as they come, many per transaction. A failed commit is
+/// retried; if it keeps failing the leases expire and the mail is
+/// delivered again (at least once, never lost).
+async fn commit_loop(herald: Herald, owner: String, mut rx: mpsc::Receiver<Delivered>) {
+    let mut batch = Vec::with_capacity(COMMIT_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < COMMIT_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            match herald.record_deliveries(&owner, &batch).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, "recording delivery results failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
