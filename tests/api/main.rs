@@ -1,6 +1,7 @@
 //! Black-box tests: real Herald over HTTP on a real database.
 
 mod access;
+mod delivery;
 mod http;
 mod identities;
 mod oauth;

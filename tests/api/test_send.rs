@@ -2,37 +2,16 @@
 //! over STARTTLS and implicit TLS, and each known failure diagnosed.
 
 use herald_tests::peers::{CERT_HOST, SmtpPeer, TestCerts};
-use herald_tests::{TestApp, TestTenant};
+use herald_tests::{TestApp, TestTenant, smtp_profile};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A profile for the peer at 127.0.0.1:`port`.
 fn profile(t: &TestTenant, name: &str, port: u16, smtp: Value) -> Value {
-    let mut transport = json!({
-        "host": "127.0.0.1", "port": port, "security": "none", "timeout_seconds": 30,
-        "auth": {"mode": "none"}
-    });
-    for (k, v) in smtp.as_object().unwrap() {
-        transport[k] = v.clone();
-    }
-    json!({
-        "name": name,
-        "transport": {"smtp": transport},
-        "from": {"address": format!("office@{}", t.domain), "name": "District Office"},
-    })
+    smtp_profile(t, name, port, smtp)
 }
 
 async fn create(app: &TestApp, t: &TestTenant, body: Value) -> String {
-    let (status, p) = app
-        .send(
-            Method::POST,
-            "/api/v1/relay-profiles",
-            &t.admin_key,
-            Some(body),
-        )
-        .await;
-    assert_eq!(status, 201, "{p}");
-    p["id"].as_str().unwrap().to_owned()
+    app.create_profile(t, body).await
 }
 
 async fn test(app: &TestApp, t: &TestTenant, path: &str, to: &str) -> Value {

@@ -9,9 +9,18 @@
 //                                 user name and that have not expired
 //     "authOptional": bool,       let clients send without AUTH
 //     "authReply": "535 5.7.139 text",  refuse every AUTH with this reply
-//     "rcptReply": "554 5.7.1 text" }   refuse every RCPT TO with this reply
+//     "rcptReply": "554 5.7.1 text",    refuse every RCPT TO with this reply
+//     "rcpt": {"addr": ["450 4.2.0 later", "250"]},  successive answers to
+//                                 RCPT TO for that address ("250": accept);
+//                                 accepted once the list is used up
+//     "delayMs": N,               wait this long before answering DATA
+//     "data": {"addr": ["drop", "452 4.3.1 full"]} }  successive answers at
+//                                 the end of DATA for a message to that
+//                                 address; "drop" cuts the connection in the
+//                                 middle of the message
 // Prints {"port": N} once listening on 127.0.0.1, then one JSON line per
-// message received: {"from", "to", "user", "secure", "data"}.
+// message received: {"from", "to", "user", "secure", "session", "at", "data"}
+// ("session": the connection's id; "at": milliseconds since the epoch).
 import fs from 'node:fs';
 import { SMTPServer } from 'smtp-server';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
@@ -20,6 +29,14 @@ const cfg = JSON.parse(process.argv[2] || '{}');
 const jwks = cfg.oauthIssuer ? createRemoteJWKSet(new URL(cfg.oauthIssuer + '/jwks')) : null;
 const gmailChallenge = { status: '400', schemes: 'Bearer', scope: 'https://mail.google.com/' };
 const tls = cfg.key ? { key: fs.readFileSync(cfg.key), cert: fs.readFileSync(cfg.cert) } : {};
+
+const rcptScript = cfg.rcpt || {};
+const dataScript = cfg.data || {};
+// The next scripted answer for an address, used up as it is given.
+function next(script, address) {
+  const list = script[address.toLowerCase()];
+  return list && list.length ? list.shift() : null;
+}
 
 function reply(text) {
   const code = Number(text.slice(0, 3));
@@ -57,10 +74,30 @@ const server = new SMTPServer({
   },
   onRcptTo(address, session, callback) {
     if (cfg.rcptReply) return callback(reply(cfg.rcptReply));
+    const scripted = next(rcptScript, address.address);
+    if (scripted && !scripted.startsWith('250')) return callback(reply(scripted));
     callback();
   },
   onData(stream, session, callback) {
     const chunks = [];
+    let scripted = null;
+    for (const r of session.envelope.rcptTo) {
+      scripted = scripted || next(dataScript, r.address);
+    }
+    if (scripted === 'drop') {
+      stream.once('data', () => {
+        for (const conn of server.connections) {
+          if (conn.id === session.id) conn._socket.destroy();
+        }
+      });
+      stream.on('data', () => {});
+      return;
+    }
+    if (scripted && !scripted.startsWith('250')) {
+      stream.on('data', () => {});
+      stream.on('end', () => callback(reply(scripted)));
+      return;
+    }
     stream.on('data', (c) => chunks.push(c));
     stream.on('end', () => {
       const line = {
@@ -68,10 +105,12 @@ const server = new SMTPServer({
         to: session.envelope.rcptTo.map((r) => r.address),
         user: session.user || null,
         secure: !!session.secure,
+        session: session.id,
+        at: Date.now(),
         data: Buffer.concat(chunks).toString('utf8'),
       };
       process.stdout.write(JSON.stringify(line) + '\n');
-      callback(null, 'Queued');
+      setTimeout(() => callback(null, 'Queued'), cfg.delayMs || 0);
     });
   },
 });

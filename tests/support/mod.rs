@@ -144,6 +144,23 @@ pub struct TestUser {
     pub cookie: String,
 }
 
+/// A relay profile for an SMTP peer at 127.0.0.1:`port` (no TLS, no
+/// AUTH, 30 s timeout), with `smtp` merged into its transport.
+pub fn smtp_profile(t: &TestTenant, name: &str, port: u16, smtp: Value) -> Value {
+    let mut transport = serde_json::json!({
+        "host": "127.0.0.1", "port": port, "security": "none", "timeout_seconds": 30,
+        "auth": {"mode": "none"}
+    });
+    for (k, v) in smtp.as_object().unwrap() {
+        transport[k] = v.clone();
+    }
+    serde_json::json!({
+        "name": name,
+        "transport": {"smtp": transport},
+        "from": {"address": format!("office@{}", t.domain), "name": "District Office"},
+    })
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -193,6 +210,21 @@ impl TestApp {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+    }
+
+    /// Creates a relay profile (POST /api/v1/relay-profiles) and returns
+    /// its id.
+    pub async fn create_profile(&self, t: &TestTenant, body: Value) -> String {
+        let (status, p) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/relay-profiles",
+                &t.admin_key,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{p}");
+        p["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn tenant(&self, slug: &str) -> TestTenant {

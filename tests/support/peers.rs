@@ -113,7 +113,13 @@ impl SmtpPeer {
 
     /// The messages received so far (waiting up to 5 s for `at_least`).
     pub async fn received(&self, at_least: usize) -> Vec<Value> {
-        for _ in 0..100 {
+        self.received_within(at_least, Duration::from_secs(5)).await
+    }
+
+    /// The messages received so far, waiting up to `limit` for `at_least`.
+    pub async fn received_within(&self, at_least: usize, limit: Duration) -> Vec<Value> {
+        let rounds = (limit.as_millis() / 50).max(1);
+        for _ in 0..rounds {
             let got = self.received.lock().unwrap().clone();
             if got.len() >= at_least {
                 return got;

@@ -686,6 +686,35 @@ impl Herald {
         })
     }
 
+    /// Puts a sender's held mail back in the queue (its credentials were
+    /// replaced, re-authorised or passed a test) with a `resumed` event.
+    /// Call in the transaction that fixes the sender; returns how many
+    /// recipients were released.
+    pub(crate) async fn release_held(
+        &self,
+        db: &impl herald_store::Connection,
+        tenant: TenantId,
+        scope: SenderScope,
+        why: &str,
+    ) -> Result<u64, AppError> {
+        let n = messages::release(db, tenant, scope).await?;
+        if n > 0 {
+            let mut e = match scope {
+                SenderScope::Identity(id) => {
+                    Event::for_identity(tenant, id, EventKind::Resumed, Some(why.to_owned()))
+                }
+                SenderScope::Profile(id) => {
+                    Event::for_profile(tenant, id, EventKind::Resumed, Some(why.to_owned()))
+                }
+            };
+            e.detail = Some(serde_json::json!({ "released_recipients": n }).to_string());
+            events::insert(db, &e).await?;
+            self.queue_signal.notify_one();
+            tracing::info!(%tenant, ?scope, released = n, "held mail released");
+        }
+        Ok(n)
+    }
+
     /// Records what delivery produced, for many jobs in one transaction:
     /// each recipient's new status and next attempt, its event, bounce
     /// suppressions, senders marked failing with their mail held, and the

@@ -337,6 +337,19 @@ impl Herald {
                 identities::clear_preferred(db, actor.tenant_id, owner).await?;
             }
             identities::update(db, &after).await?;
+            if matches!(
+                before.status,
+                IdentityStatus::Failing | IdentityStatus::NeedsReauth
+            ) && after.status == IdentityStatus::Unverified
+            {
+                self.release_held(
+                    db,
+                    actor.tenant_id,
+                    herald_store::messages::SenderScope::Identity(id),
+                    "new credentials",
+                )
+                .await?;
+            }
             record(db, actor, AuditAction::Update, TABLE, &row, fields).await?;
         }
         let view = self.identity_view(db, after).await?;

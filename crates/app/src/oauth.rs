@@ -528,6 +528,13 @@ impl Herald {
         )
         .await?;
         identities::update(tx.conn(), &connected).await?;
+        self.release_held(
+            tx.conn(),
+            consent.tenant_id,
+            herald_store::messages::SenderScope::Identity(identity.id),
+            "authenticated again",
+        )
+        .await?;
         events::insert(
             tx.conn(),
             &Event::for_identity(

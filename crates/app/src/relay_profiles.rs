@@ -161,15 +161,28 @@ impl Herald {
         self.check_settings(tx.conn(), actor.tenant_id, &settings)
             .await?;
         let mut fields: ChangedFields = changed_paths(&old_doc, &to_value(&settings)?).into();
+        let failing = before.status == ProfileStatus::Failing;
         let after = RelayProfile {
             settings,
             updated_at: Timestamp::now(),
+            // Saved again: the new settings or credentials get a try.
+            status: ProfileStatus::Active,
+            last_error: None,
             ..before
         };
         self.store_secrets(tx.conn(), &after, &secrets, true, &mut fields)
             .await?;
         if !fields.is_empty() {
             relay_profiles::update(tx.conn(), &after).await?;
+            if failing {
+                self.release_held(
+                    tx.conn(),
+                    actor.tenant_id,
+                    herald_store::messages::SenderScope::Profile(id),
+                    "the profile was changed",
+                )
+                .await?;
+            }
             record(
                 tx.conn(),
                 actor,

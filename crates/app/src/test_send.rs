@@ -3,9 +3,10 @@
 
 use herald_domain::{
     Actor, DisplayName, EmailAddress, IdentityAuth, IdentityStatus, InvalidInput, ProfileSecret,
-    RelayProfile, Role, SmtpAuth, Timestamp, Transport,
+    ProfileStatus, RelayProfile, Role, SmtpAuth, Timestamp, Transport,
 };
 use herald_mailer::{Diagnosis, Reply, SmtpLogin, Stage, TestMessage, diagnose, mailgun};
+use herald_store::messages::SenderScope;
 use herald_store::{Connection, identities, relay_profiles, secrets, users};
 
 use crate::access::Require;
@@ -91,7 +92,21 @@ impl Herald {
             from_name: from.name.as_ref(),
             login,
         };
-        self.run_test(&profile, sender, &to).await
+        let report = self.run_test(&profile, sender, &to).await?;
+        if report.ok && profile.status == ProfileStatus::Failing {
+            let tx = self.store.begin().await?;
+            relay_profiles::set_status(tx.conn(), actor.tenant_id, id, ProfileStatus::Active, None)
+                .await?;
+            self.release_held(
+                tx.conn(),
+                actor.tenant_id,
+                SenderScope::Profile(id),
+                "a test send succeeded",
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(report)
     }
 
     /// POST /identities/{id}/test: the identity's own credentials, its
@@ -219,6 +234,15 @@ impl Herald {
             let tx = self.store.begin().await?;
             identities::set_status(tx.conn(), actor.tenant_id, id, status, error.as_deref())
                 .await?;
+            if status == IdentityStatus::Connected {
+                self.release_held(
+                    tx.conn(),
+                    actor.tenant_id,
+                    SenderScope::Identity(id),
+                    "a test send succeeded",
+                )
+                .await?;
+            }
             tx.commit().await?;
             report.identity_status = Some(status);
         } else if let Some(now) = identities::get(self.store.read(), actor.tenant_id, id).await? {

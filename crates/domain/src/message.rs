@@ -255,12 +255,14 @@ pub fn parse_content_type(value: &str) -> Result<String, InvalidInput> {
 
 /// `o:deliverytime`: an RFC 2822 date ("Thu, 13 Oct 2026 18:02:00 +0000").
 pub fn parse_delivery_time(value: &str) -> Result<Timestamp, InvalidInput> {
-    chrono::DateTime::parse_from_rfc2822(value.trim())
+    let v = value.trim();
+    chrono::DateTime::parse_from_rfc2822(v)
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(v))
         .map(|t| Timestamp::from_micros(t.timestamp_micros()))
         .map_err(|_| {
             InvalidInput::new(
                 "o:deliverytime",
-                format!("{value:?} is not an RFC 2822 date"),
+                format!("{value:?} is not an RFC 2822 or RFC 3339 date"),
             )
         })
 }

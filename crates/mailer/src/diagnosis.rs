@@ -210,6 +210,50 @@ pub fn diagnose(f: &Failure, host: &str, port: u16) -> Diagnosis {
     }
 }
 
+impl Stage {
+    /// The delivery step this stage is (STARTTLS counts as TLS).
+    pub fn step(self) -> herald_domain::SmtpStep {
+        use herald_domain::SmtpStep;
+        match self {
+            Stage::Connect => SmtpStep::Connect,
+            Stage::Tls | Stage::Starttls => SmtpStep::Tls,
+            Stage::Greeting => SmtpStep::Greeting,
+            Stage::Auth => SmtpStep::Auth,
+            Stage::MailFrom => SmtpStep::MailFrom,
+            Stage::RcptTo => SmtpStep::RcptTo,
+            Stage::Data => SmtpStep::Data,
+        }
+    }
+}
+
+impl Reply {
+    /// What this refusal (or acceptance) at `stage` means for delivery.
+    pub fn outcome(&self, stage: Stage) -> herald_domain::DeliveryOutcome {
+        let enhanced = self.enhanced.as_deref().and_then(|e| e.parse().ok());
+        herald_domain::classify_reply(stage.step(), self.code, enhanced)
+    }
+}
+
+impl Failure {
+    /// What a failed session means for the recipients it was to carry: the
+    /// server's reply decides when there is one; a sign-in Herald cannot
+    /// perform holds the sender's mail; anything else (refused connection,
+    /// timeout, TLS, a dropped line) is temporary.
+    pub fn outcome(&self) -> herald_domain::DeliveryOutcome {
+        use herald_domain::DeliveryOutcome;
+        match (self.kind, &self.reply) {
+            (FailureKind::Rejected, Some(reply)) => reply.outcome(self.stage),
+            (FailureKind::Rejected, None) if self.stage == Stage::Auth => {
+                DeliveryOutcome::SenderAuth
+            }
+            (FailureKind::NoAuthMechanism | FailureKind::SenderAuthChallenge, _) => {
+                DeliveryOutcome::SenderAuth
+            }
+            _ => DeliveryOutcome::Temporary,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,49 +335,5 @@ mod tests {
 
     fn cases_gmail() -> Failure {
         rejected(Stage::Auth, "535 5.7.8 Username and Password not accepted")
-    }
-}
-
-impl Stage {
-    /// The delivery step this stage is (STARTTLS counts as TLS).
-    pub fn step(self) -> herald_domain::SmtpStep {
-        use herald_domain::SmtpStep;
-        match self {
-            Stage::Connect => SmtpStep::Connect,
-            Stage::Tls | Stage::Starttls => SmtpStep::Tls,
-            Stage::Greeting => SmtpStep::Greeting,
-            Stage::Auth => SmtpStep::Auth,
-            Stage::MailFrom => SmtpStep::MailFrom,
-            Stage::RcptTo => SmtpStep::RcptTo,
-            Stage::Data => SmtpStep::Data,
-        }
-    }
-}
-
-impl Reply {
-    /// What this refusal (or acceptance) at `stage` means for delivery.
-    pub fn outcome(&self, stage: Stage) -> herald_domain::DeliveryOutcome {
-        let enhanced = self.enhanced.as_deref().and_then(|e| e.parse().ok());
-        herald_domain::classify_reply(stage.step(), self.code, enhanced)
-    }
-}
-
-impl Failure {
-    /// What a failed session means for the recipients it was to carry: the
-    /// server's reply decides when there is one; a sign-in Herald cannot
-    /// perform holds the sender's mail; anything else (refused connection,
-    /// timeout, TLS, a dropped line) is temporary.
-    pub fn outcome(&self) -> herald_domain::DeliveryOutcome {
-        use herald_domain::DeliveryOutcome;
-        match (self.kind, &self.reply) {
-            (FailureKind::Rejected, Some(reply)) => reply.outcome(self.stage),
-            (FailureKind::Rejected, None) if self.stage == Stage::Auth => {
-                DeliveryOutcome::SenderAuth
-            }
-            (FailureKind::NoAuthMechanism | FailureKind::SenderAuthChallenge, _) => {
-                DeliveryOutcome::SenderAuth
-            }
-            _ => DeliveryOutcome::Temporary,
-        }
     }
 }

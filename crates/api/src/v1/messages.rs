@@ -88,7 +88,7 @@ pub struct MessageIn {
     pub variables: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub attachments: Vec<AttachmentIn>,
-    /// When to send: an RFC 2822 date.
+    /// When to send: an RFC 3339 or RFC 2822 date.
     pub deliver_at: Option<String>,
     /// Accept and record, but do not send.
     #[serde(default)]
@@ -181,7 +181,7 @@ fn parse(m: MessageIn) -> Result<Submission, InvalidInput> {
         deliver_at: m
             .deliver_at
             .as_deref()
-            .map(parse_delivery_time)
+            .map(|v| parse_delivery_time(v).map_err(|e| e.at("deliver_at")))
             .transpose()?,
         test_mode: m.test_mode,
     })
