@@ -150,7 +150,7 @@ async fn hostile_input_and_policy_refusals_name_the_field_and_store_nothing() {
             422,
             "attachments",
         ),
-        (json!({"deliver_at": "tomorrow"}), 422, "o:deliverytime"),
+        (json!({"deliver_at": "tomorrow"}), 422, "deliver_at"),
     ];
     for (patch, code, field) in cases {
         let mut body = base.clone();
