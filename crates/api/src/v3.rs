@@ -14,13 +14,19 @@ use crate::error::MailgunError;
 use crate::extract::MailgunCaller;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let r = Router::new()
         .route("/domains", get(list_domains))
         .route("/domains/{domain}", get(get_domain))
         .route(
             "/{domain}/messages",
             axum::routing::post(crate::v3_messages::send),
-        )
+        );
+    #[cfg(feature = "bench")]
+    let r = r.route(
+        "/{domain}/messages.parse-only",
+        axum::routing::post(crate::v3_messages::parse_only),
+    );
+    r
 }
 
 fn domain_item(tenant: &Tenant, domain: &DomainName) -> Value {

@@ -185,6 +185,34 @@ fn submission(fields: Vec<(String, Field)>) -> Result<Submission, InvalidInput> 
     Ok(s)
 }
 
+/// `POST /v3/{domain}/messages.parse-only` (the `bench` feature): the same
+/// authentication, domain check and form parsing as sending, then nothing
+/// is stored. The benchmark's measure of the HTTP layer's own limit.
+#[cfg(feature = "bench")]
+pub async fn parse_only(
+    State(s): State<AppState>,
+    MailgunCaller(actor): MailgunCaller,
+    Path(domain): Path<String>,
+    req: Request,
+) -> Result<Json<Value>, MailgunError> {
+    let tenant = s.herald.tenant(&actor).await?;
+    let ours = DomainName::parse(&domain)
+        .ok()
+        .is_some_and(|d| tenant.domains.contains(&d));
+    if !ours {
+        return Err(MailgunError {
+            status: StatusCode::NOT_FOUND,
+            message: "Domain not found".into(),
+        });
+    }
+    let fields = fields(req, &s).await?;
+    let submission = submission(fields).map_err(|e| bad(e.to_string()))?;
+    Ok(Json(json!({
+        "id": format!("<parsed {} recipients>", submission.to.len()),
+        "message": "Parsed, not stored.",
+    })))
+}
+
 /// `POST /v3/{domain}/messages`: answers `{"id": "<…>", "message": "Queued. Thank you."}`.
 pub async fn send(
     State(s): State<AppState>,

@@ -319,6 +319,18 @@ pub async fn retry_now(
     Ok(res.rows_affected)
 }
 
+/// How many recipients, across all tenants, have `status` (metrics and
+/// benchmarks).
+pub async fn count_recipients(
+    db: &impl ConnectionTrait,
+    status: RecipientStatus,
+) -> Result<u64, StoreError> {
+    Ok(recipient::Entity::find()
+        .filter(recipient::Column::Status.eq(status.as_str()))
+        .count(db)
+        .await?)
+}
+
 /// Whose credentials a held message waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SenderScope {

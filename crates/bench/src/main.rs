@@ -1,0 +1,538 @@
+//! `herald-bench`: Herald's throughput and memory on this machine, each
+//! figure printed beside the limit it is held to. Run it through
+//! `scripts/bench`, which fetches Postfix's smtp-sink and smtp-source and
+//! builds release binaries.
+//!
+//! 1. The raw limit: `smtp-source -d -s 10 -l 5120` into `smtp-sink`.
+//! 2. Delivery: a pre-filled queue of `--messages` 5 KB messages delivered
+//!    by Herald's worker to the same sink.
+//! 3. Acceptance: `--clients` concurrent HTTP clients posting to
+//!    /v3/{domain}/messages, beside the same load on a route that parses the
+//!    form and stores nothing; then p99 at 80% of the measured peak.
+//! 4. Memory: the `herald` binary's resident set while `--queued` messages
+//!    wait in its queue.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use herald_app::Herald;
+use herald_domain::{
+    EmailAddress, MessageId, QueuedMessage, RecipientStatus, RelayProfileId, TenantId, Timestamp,
+};
+use herald_store::messages::{self, MessageBody};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald-bench")]
+struct Args {
+    /// Postfix's smtp-sink.
+    #[arg(long)]
+    smtp_sink: PathBuf,
+    /// Postfix's smtp-source.
+    #[arg(long)]
+    smtp_source: PathBuf,
+    /// The release `herald` binary (for the memory run).
+    #[arg(long)]
+    herald: PathBuf,
+    /// sqlite or postgres.
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// An admin URL of a PostgreSQL cluster the bench may create databases on.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// Messages pre-filled for the delivery run.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    /// Messages queued for the memory run (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    queued: usize,
+    /// Seconds each acceptance run lasts.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// smtp-sink on a loopback port; killed when dropped.
+struct Sink {
+    port: u16,
+    child: tokio::process::Child,
+}
+
+impl Sink {
+    async fn start(bin: &PathBuf) -> Sink {
+        let port = free_port();
+        let mut cmd = tokio::process::Command::new(bin);
+        if running_as_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .args([&format!("127.0.0.1:{port}"), "1024"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start smtp-sink");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Sink { port, child };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("smtp-sink did not start");
+    }
+}
+
+/// A database of the run's own.
+async fn database(args: &Args, dir: &std::path::Path) -> String {
+    match args.backend.as_str() {
+        "sqlite" => format!("sqlite://{}", dir.join("herald.db").display()),
+        "postgres" => {
+            let admin = args
+                .postgres_url
+                .as_deref()
+                .expect("--backend postgres needs --postgres-url");
+            let name = format!("herald_bench_{}", uuid::Uuid::now_v7().simple());
+            let store = herald_store::Store::connect(admin).await.unwrap();
+            use herald_store::Connection;
+            store
+                .read()
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            store.close().await;
+            format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+        }
+        other => panic!("--backend {other}: use sqlite or postgres"),
+    }
+}
+
+/// An in-process Herald (API only) with a tenant and a profile that
+/// relays to the sink.
+struct Setup {
+    herald: Herald,
+    running: herald::Running,
+    key: String,
+    domain: String,
+    tenant: TenantId,
+    profile: RelayProfileId,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    dir_path: PathBuf,
+    db_url: String,
+}
+
+async fn setup(args: &Args, sink_port: u16) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = database(args, dir.path()).await;
+    let env: Vec<(String, String)> = [
+        ("HERALD_LISTEN", "127.0.0.1:0".to_owned()),
+        ("HERALD_DATA_DIR", dir.path().display().to_string()),
+        ("HERALD_DATABASE_URL", db_url.clone()),
+        ("HERALD_LOG__LEVEL", "warn".to_owned()),
+        ("HERALD_ROLE", "api".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = herald::Config::load(None, &env).expect("configuration");
+    let herald = herald::open(&config).await.expect("open herald");
+    let domain = "mail.bench.example".to_owned();
+    let created = herald
+        .create_tenant(herald_app::NewTenant {
+            slug: "bench".into(),
+            name: None,
+            domains: vec![domain.clone()],
+            owner_email: "owner@bench.example".into(),
+        })
+        .await
+        .expect("tenant");
+    let key = created.api_key.token.expose().clone();
+    let running = herald::start(&config, herald.clone()).await.expect("start");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .build()
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    let profile: Value = client
+        .post(format!("{base}/api/v1/relay-profiles"))
+        .bearer_auth(&key)
+        .json(&json!({
+            "name": "Sink",
+            "transport": {"smtp": {"host": "127.0.0.1", "port": sink_port, "security": "none",
+                                   "timeout_seconds": 30, "auth": {"mode": "none"}}},
+            "from": {"address": format!("office@{domain}")},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let profile = profile["id"].as_str().expect("profile id").parse().unwrap();
+    Setup {
+        herald,
+        running,
+        key,
+        domain,
+        tenant: created.tenant.id,
+        profile,
+        client,
+        dir_path: dir.path().to_owned(),
+        _dir: dir,
+        db_url,
+    }
+}
+
+/// A message of about `size` bytes.
+fn mime(size: usize) -> Vec<u8> {
+    let mut m = b"From: office@mail.bench.example\r\nTo: someone@sink.example\r\n\
+Subject: Benchmark message\r\nMessage-ID: <bench@mail.bench.example>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        .to_vec();
+    let line = b"The quick brown fox jumps over the lazy dog, 0123456789 and again.\r\n";
+    while m.len() + line.len() <= size {
+        m.extend_from_slice(line);
+    }
+    m
+}
+
+/// Stores `n` queued messages of `size` bytes, 1,000 per transaction.
+async fn prefill(s: &Setup, n: usize, size: usize) -> Duration {
+    let started = Instant::now();
+    let body = mime(size);
+    let from = EmailAddress::parse(&format!("office@{}", s.domain)).unwrap();
+    let store = s.herald.store();
+    let mut i = 0;
+    while i < n {
+        let tx = store.begin().await.unwrap();
+        for _ in 0..1000.min(n - i) {
+            let now = Timestamp::now();
+            let m = QueuedMessage {
+                id: MessageId::new(),
+                tenant_id: s.tenant,
+                profile_id: Some(s.profile),
+                identity_id: None,
+                purpose: None,
+                mail_from: from.clone(),
+                message_id_header: format!("bench-{i}@{}", s.domain),
+                subject: "Benchmark message".into(),
+                size: body.len() as u64,
+                test_mode: false,
+                deliver_after: now,
+                created_at: now,
+            };
+            let to = EmailAddress::parse(&format!("r{i}@sink.example")).unwrap();
+            messages::insert(
+                tx.conn(),
+                &m,
+                &MessageBody {
+                    mime: &body,
+                    headers_json: "{}",
+                    tags_json: "[]",
+                    user_variables_json: "{}",
+                },
+                &[(to, RecipientStatus::Queued)],
+            )
+            .await
+            .unwrap();
+            i += 1;
+        }
+        tx.commit().await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "within the limit" } else { "OVER THE LIMIT" }
+}
+
+async fn raw_rate(args: &Args, sink: &Sink) -> f64 {
+    let n = 50_000;
+    let started = Instant::now();
+    let status = tokio::process::Command::new(&args.smtp_source)
+        .args(["-d", "-s", "10", "-l", "5120", "-m", &n.to_string()])
+        .arg(format!("127.0.0.1:{}", sink.port))
+        .status()
+        .await
+        .expect("run smtp-source");
+    assert!(status.success(), "smtp-source failed");
+    let secs = started.elapsed().as_secs_f64();
+    let rate = n as f64 / secs;
+    println!(
+        "1. raw limit: smtp-source -d -s 10 -l 5120 -> smtp-sink: {rate:.0} messages/s ({n} in {secs:.2} s)"
+    );
+    rate
+}
+
+async fn delivery_rate(args: &Args, s: &Setup, raw: f64) {
+    let n = args.messages;
+    let filled = prefill(s, n, 5120).await;
+    println!(
+        "   pre-filled {n} messages of 5 KB in {:.1} s",
+        filled.as_secs_f64()
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = herald_worker::Worker::new(s.herald.clone(), herald_worker::WorkerConfig::default());
+    let started = Instant::now();
+    let task = tokio::spawn(worker.run(stopped));
+    let store = s.herald.store();
+    loop {
+        let done = messages::count_recipients(store.read(), RecipientStatus::Delivered)
+            .await
+            .unwrap() as usize;
+        if done >= n {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            println!("   gave up after 30 minutes with {done} of {n} delivered");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = task.await;
+    let rate = n as f64 / secs;
+    let ratio = rate / raw * 100.0;
+    println!(
+        "2. delivery ({}): {rate:.0} messages/s ({n} in {secs:.1} s) = {ratio:.1}% of the raw limit",
+        args.backend
+    );
+    if args.backend == "postgres" {
+        println!(
+            "   limit: >= 3,000 messages/s on PostgreSQL: {}",
+            verdict(rate >= 3000.0)
+        );
+    } else {
+        println!(
+            "   limit: >= 70% of the raw limit on SQLite: {}",
+            verdict(ratio >= 70.0)
+        );
+    }
+}
+
+#[derive(Debug)]
+struct Load {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    errors: usize,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// `clients` tasks posting for `seconds`; with `target`, paced to that
+/// total rate (latency counted from each request's scheduled start).
+async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
+    let url = format!("http://{}/v3/{}/{path}", s.running.addr, s.domain);
+    let text = String::from_utf8(mime(5120)).unwrap();
+    let until = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let interval = target.map(|t| Duration::from_secs_f64(args.clients as f64 / t));
+    for c in 0..args.clients {
+        let client = s.client.clone();
+        let url = url.clone();
+        let key = s.key.clone();
+        let text = text.clone();
+        let domain = s.domain.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut next = Instant::now()
+                + interval.map(|i| i.mul_f64(c as f64 / 64.0)).unwrap_or_default();
+            while Instant::now() < until {
+                let scheduled = if let Some(i) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    let at = next;
+                    next += i;
+                    at
+                } else {
+                    Instant::now()
+                };
+                let form = reqwest::multipart::Form::new()
+                    .text("from", format!("Office <office@{domain}>"))
+                    .text("to", format!("parent{c}@home.example"))
+                    .text("subject", "Benchmark")
+                    .text("text", text.clone());
+                let res = client
+                    .post(&url)
+                    .basic_auth("api", Some(&key))
+                    .multipart(form)
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(scheduled.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Load {
+        rate: all.len() as f64 / secs,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        p999: percentile(&all, 0.999),
+        errors,
+    }
+}
+
+fn show(label: &str, l: &Load) {
+    println!(
+        "   {label}: {:.0} messages/s, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, {} errors",
+        l.rate, l.p50, l.p99, l.p999, l.errors
+    );
+}
+
+async fn acceptance(args: &Args, s: &Setup) {
+    println!(
+        "3. acceptance over HTTP, {} clients, {} s each:",
+        args.clients, args.seconds
+    );
+    let limit = load(s, args, "messages.parse-only", None).await;
+    show("parse-only route (the HTTP limit)", &limit);
+    let peak = load(s, args, "messages", None).await;
+    show("/v3/{domain}/messages", &peak);
+    let target = peak.rate * 0.8;
+    let paced = load(s, args, "messages", Some(target)).await;
+    show(&format!("at 80% of peak ({target:.0}/s)"), &paced);
+    let sync = if args.backend == "sqlite" {
+        " on SQLite with synchronous=FULL"
+    } else {
+        ""
+    };
+    println!(
+        "   limit: >= 5,000 messages/s{sync}: {}; p99 <= 25 ms at 80% of peak: {}",
+        verdict(peak.rate >= 5000.0),
+        verdict(paced.p99 <= 25.0)
+    );
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn memory(args: &Args, sink: &Sink) {
+    let n = args.queued;
+    let s = setup(args, sink.port).await;
+    let filled = prefill(&s, n, 1024).await;
+    println!(
+        "4. memory: pre-filled {n} queued messages of 1 KB in {:.1} s",
+        filled.as_secs_f64()
+    );
+    let dir = s.dir_path.clone();
+    let db_url = s.db_url.clone();
+    let herald = s.herald.clone();
+    s.running.stop().await;
+    herald.store().clone().close().await;
+    let port = free_port();
+    let mut child = tokio::process::Command::new(&args.herald)
+        .arg("serve")
+        .env_clear()
+        .env("HERALD_DATA_DIR", &dir)
+        .env("HERALD_DATABASE_URL", &db_url)
+        .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERALD_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald serve");
+    let pid = child.id().unwrap();
+    let mut max = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Some(k) = rss_kib(pid) {
+            max = max.max(k);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill().await;
+    let mib = max as f64 / 1024.0;
+    println!(
+        "   herald serve ({}) while delivering from {n} queued: {mib:.0} MiB resident at most over 20 s",
+        args.backend
+    );
+    println!(
+        "   limit: <= 150 MB resident: {}",
+        verdict(max as f64 * 1024.0 <= 150e6)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    println!(
+        "herald-bench on {} ({} CPUs)",
+        args.backend,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let sink = Sink::start(&args.smtp_sink).await;
+    let raw = raw_rate(&args, &sink).await;
+    {
+        let s = setup(&args, sink.port).await;
+        delivery_rate(&args, &s, raw).await;
+        acceptance(&args, &s).await;
+        let herald = s.herald.clone();
+        s.running.stop().await;
+        herald.store().clone().close().await;
+    }
+    if args.queued > 0 {
+        memory(&args, &sink).await;
+    }
+    let Sink { mut child, .. } = sink;
+    let _ = child.kill().await;
+}
