@@ -268,7 +268,11 @@ async fn prefill(s: &Setup, n: usize, size: usize) -> Duration {
 }
 
 fn verdict(ok: bool) -> &'static str {
-    if ok { "within the limit" } else { "OVER THE LIMIT" }
+    if ok {
+        "within the limit"
+    } else {
+        "OVER THE LIMIT"
+    }
 }
 
 async fn raw_rate(args: &Args, sink: &Sink) -> f64 {
@@ -297,7 +301,8 @@ async fn delivery_rate(args: &Args, s: &Setup, raw: f64) {
         filled.as_secs_f64()
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = herald_worker::Worker::new(s.herald.clone(), herald_worker::WorkerConfig::default());
+    let worker =
+        herald_worker::Worker::new(s.herald.clone(), herald_worker::WorkerConfig::default());
     let started = Instant::now();
     let task = tokio::spawn(worker.run(stopped));
     let store = s.herald.store();
@@ -372,7 +377,9 @@ async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
             let mut lat = Vec::new();
             let mut errors = 0;
             let mut next = Instant::now()
-                + interval.map(|i| i.mul_f64(c as f64 / 64.0)).unwrap_or_default();
+                + interval
+                    .map(|i| i.mul_f64(c as f64 / 64.0))
+                    .unwrap_or_default();
             while Instant::now() < until {
                 let scheduled = if let Some(i) = interval {
                     tokio::time::sleep_until(next.into()).await;
