@@ -600,3 +600,54 @@ async fn cancelling_stops_what_is_not_yet_sent() {
         "two more accepted events"
     );
 }
+
+/// Submissions arriving together are committed together (group commit):
+/// every one is answered 202 only once stored, with its recipient and
+/// event, and a failing one (a repeated idempotency key with another body)
+/// fails alone.
+#[tokio::test]
+async fn concurrent_submissions_are_committed_together_and_each_stored() {
+    let app = TestApp::api_only().await;
+    let t = app.tenant("groupcommit").await;
+    let n = 120;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/messages");
+        let key = t.admin_key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = client.post(url).bearer_auth(key).json(&json!({
+                "to": format!("p{i}@home.example"), "subject": format!("m{i}"), "text": "x"
+            }));
+            if i % 40 == 0 {
+                req = req.header("Idempotency-Key", "same-key");
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut ids = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (202, r) => ids.push(r["id"].as_str().unwrap().to_owned()),
+            (409 | 422, _) => refused += 1,
+            (status, r) => panic!("{status}: {r}"),
+        }
+    }
+    // Three requests share a key with different bodies: one wins.
+    assert_eq!((ids.len(), refused), (n - 2, 2));
+    for id in &ids {
+        let (_, rcpts) = stored(&app, &t, id).await;
+        assert_eq!(rcpts.len(), 1);
+        let evs = events::for_message(
+            app.herald().store().read(),
+            t.id.parse().unwrap(),
+            id.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(evs.len(), 1, "one accepted event");
+    }
+}

@@ -1,6 +1,7 @@
 //! Herald's use cases. Handlers and the command line call these; these call
 //! the store. Access rules are checked here, once, whatever the caller.
 
+mod accept;
 mod access;
 mod api_keys;
 mod audit;
@@ -72,6 +73,8 @@ pub struct Herald {
     /// Rung when mail becomes due (accepted, resent, released), so an idle
     /// worker in this process starts at once instead of at its next poll.
     queue_signal: Arc<tokio::sync::Notify>,
+    /// The acceptance writer, started on first use (inside the runtime).
+    group_commit: Arc<std::sync::OnceLock<accept::GroupCommit>>,
 }
 
 impl Herald {
@@ -87,6 +90,7 @@ impl Herald {
             http,
             refresh_locks: Arc::default(),
             queue_signal: Arc::default(),
+            group_commit: Arc::default(),
         }
     }
 
@@ -96,6 +100,11 @@ impl Herald {
 
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    fn group_commit(&self) -> &accept::GroupCommit {
+        self.group_commit
+            .get_or_init(|| accept::GroupCommit::start(self.store.clone()))
     }
 
     /// Notified when mail becomes due.

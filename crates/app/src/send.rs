@@ -14,10 +14,9 @@ use herald_domain::{
 };
 use herald_mailer::message::{AttachmentPart, Outgoing};
 use herald_store::suppressions::{self, SuppressionKind};
-use herald_store::{
-    Connection, events, idempotency, identities, messages, relay_profiles, tenants, users,
-};
+use herald_store::{Connection, events, idempotency, identities, relay_profiles, tenants, users};
 
+use crate::accept::Acceptance;
 use crate::access::Require;
 use crate::{AppError, Herald};
 
@@ -332,19 +331,7 @@ impl Herald {
         )
         .unwrap_or_else(|_| "{}".into());
 
-        let tx = self.store.begin().await?;
-        messages::insert(
-            tx.conn(),
-            &queued,
-            &messages::MessageBody {
-                mime: &mime,
-                headers_json: &headers_json,
-                tags_json: &tags_json,
-                user_variables_json: &vars_json,
-            },
-            &recipients,
-        )
-        .await?;
+        let mut evs = Vec::with_capacity(recipients.len());
         let mut dropped = Vec::new();
         for (address, status) in &recipients {
             let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Accepted);
@@ -362,26 +349,34 @@ impl Herald {
                 e.description = Some(format!("{address} is on the {} list", kind.as_str()));
                 dropped.push(address.clone());
             }
-            events::insert(tx.conn(), &e).await?;
+            evs.push(e);
         }
         let accepted = Accepted {
             id,
             message_id,
             suppressed: dropped,
         };
-        if let Some(idem) = idempotency {
-            let answer =
-                serde_json::to_string(&accepted).map_err(|e| AppError::Internal(e.to_string()))?;
-            idempotency::insert(
-                tx.conn(),
+        let idempotency = match idempotency {
+            Some(idem) => Some((
                 actor.tenant_id,
-                &idem.key,
-                &idem.request_hash,
-                &answer,
-            )
+                idem.key.clone(),
+                idem.request_hash.clone(),
+                serde_json::to_string(&accepted).map_err(|e| AppError::Internal(e.to_string()))?,
+            )),
+            None => None,
+        };
+        self.group_commit()
+            .commit(Acceptance {
+                queued,
+                mime,
+                headers_json,
+                tags_json,
+                vars_json,
+                recipients,
+                events: evs,
+                idempotency,
+            })
             .await?;
-        }
-        tx.commit().await?;
         self.queue_signal.notify_one();
         Ok(accepted)
     }
