@@ -89,6 +89,9 @@ struct PoolKey {
 /// beyond that the job goes back to the queue until its turn.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
+/// How long a profile read by delivery is reused.
+const PROFILE_TTL: Duration = Duration::from_secs(1);
+
 /// A profile's pace: at most `throttle` messages a second, and a pause
 /// after every batch.
 #[derive(Debug)]
@@ -101,6 +104,9 @@ struct Pace {
 /// pace. One per process, shared by all of its delivery tasks.
 pub struct DeliveryContext {
     pool: SessionPool<PoolKey>,
+    /// Profiles read in the last second (a changed profile applies within
+    /// a second; its connections are keyed by its update time).
+    profiles: Mutex<HashMap<RelayProfileId, (Instant, RelayProfile)>>,
     paces: Mutex<HashMap<RelayProfileId, Pace>>,
     hasher: RandomState,
 }
@@ -109,6 +115,7 @@ impl DeliveryContext {
     pub fn new(limits: PoolLimits) -> Self {
         Self {
             pool: SessionPool::new(limits),
+            profiles: Mutex::new(HashMap::new()),
             paces: Mutex::new(HashMap::new()),
             hasher: RandomState::new(),
         }
@@ -326,9 +333,31 @@ impl Herald {
                 delivery_status(None, text, 0, Duration::ZERO, "", None),
             ));
         };
-        let profile = relay_profiles::get(db, m.tenant_id, profile_id)
-            .await?
-            .ok_or(AppError::NotFound("relay profile"))?;
+        let cached = ctx
+            .profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&profile_id)
+            // A failing profile is read afresh: a fix must apply at once.
+            .filter(|(at, p)| {
+                at.elapsed() < PROFILE_TTL
+                    && p.tenant_id == m.tenant_id
+                    && p.status == ProfileStatus::Active
+            })
+            .map(|(_, p)| p.clone());
+        let profile = match cached {
+            Some(p) => p,
+            None => {
+                let p = relay_profiles::get(db, m.tenant_id, profile_id)
+                    .await?
+                    .ok_or(AppError::NotFound("relay profile"))?;
+                ctx.profiles
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(profile_id, (Instant::now(), p.clone()));
+                p
+            }
+        };
         let d = &profile.settings.delivery;
         let attempt = job.claims.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
         if m.test_mode {
@@ -728,6 +757,7 @@ impl Herald {
         let tx = self.store.begin().await?;
         let db = tx.conn();
         let mut touched = BTreeSet::new();
+        let mut evs = Vec::new();
         for r in results {
             if let Some((claims, until)) = &r.deferred {
                 leases::defer(db, owner, claims, *until).await?;
@@ -747,7 +777,7 @@ impl Herald {
                     tracing::warn!(message = %c.message_id, recipient = %c.address, "lease lost before the result was recorded");
                     continue;
                 }
-                events::insert(db, &f.event).await?;
+                evs.push(f.event.clone());
                 if f.decision.suppress {
                     suppressions::add(
                         db,
@@ -759,7 +789,7 @@ impl Herald {
                     )
                     .await?;
                 }
-                touched.insert((c.tenant_id, c.message_id));
+                touched.insert(c.message_id);
             }
         }
         let mut paused = BTreeSet::new();
@@ -788,9 +818,9 @@ impl Herald {
             events::insert(db, &e).await?;
             tracing::warn!(%tenant, ?scope, held, reason = %why, "sender credentials refused; its mail is held");
         }
-        for (tenant, id) in touched {
-            messages::refresh_status(db, tenant, id).await?;
-        }
+        events::insert_many(db, &evs).await?;
+        let touched: Vec<MessageId> = touched.into_iter().collect();
+        messages::refresh_statuses(db, &touched).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -13,7 +13,21 @@ use crate::entity::event;
 /// Writes an event, in the caller's transaction (the one that makes the
 /// change the event reports).
 pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreError> {
-    event::Entity::insert(event::ActiveModel {
+    insert_many(db, std::slice::from_ref(e)).await
+}
+
+/// Writes many events in one statement per 500.
+pub async fn insert_many(db: &impl ConnectionTrait, events: &[Event]) -> Result<(), StoreError> {
+    for chunk in events.chunks(500) {
+        event::Entity::insert_many(chunk.iter().map(row))
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+fn row(e: &Event) -> event::ActiveModel {
+    event::ActiveModel {
         id: Set(e.id.to_string()),
         tenant_id: Set(e.tenant_id.to_string()),
         ts: Set(e.at.as_micros()),
@@ -27,10 +41,7 @@ pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreErr
         profile_id: Set(e.profile_id.map(|p| p.to_string())),
         description: Set(e.description.clone()),
         detail: Set(e.detail.clone()),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    }
 }
 
 /// A message's events, oldest first.

@@ -6,7 +6,7 @@
 //! writer (IMMEDIATE transactions) serialises claims.
 
 use herald_domain::{EmailAddress, MessageId, RecipientStatus, TenantId, Timestamp};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -55,8 +55,8 @@ pub async fn claim(
         q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
     let rows = q.all(db).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
+    // One UPDATE per 200 claimed rows, naming each (message_id, idx).
+    for chunk in rows.chunks(200) {
         recipient::Entity::update_many()
             .col_expr(
                 recipient::Column::Status,
@@ -68,10 +68,18 @@ pub async fn claim(
                 Expr::value(lease_until.as_micros()),
             )
             .col_expr(recipient::Column::UpdatedAt, Expr::value(now.as_micros()))
-            .filter(recipient::Column::MessageId.eq(r.message_id.clone()))
-            .filter(recipient::Column::Idx.eq(r.idx))
+            .filter(
+                Expr::tuple([
+                    Expr::col(recipient::Column::MessageId),
+                    Expr::col(recipient::Column::Idx),
+                ])
+                .in_tuples(chunk.iter().map(|r| (r.message_id.clone(), r.idx))),
+            )
             .exec(db)
             .await?;
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
         out.push(Claimed {
             tenant_id: parse(&r.tenant_id, "tenant id")?,
             message_id: parse(&r.message_id, "message id")?,

@@ -451,6 +451,47 @@ pub async fn for_delivery(
     Ok(out)
 }
 
+/// Recomputes many messages' statuses from their recipients' (after a
+/// worker recorded results): one read and one update per status per 500.
+pub async fn refresh_statuses(
+    db: &impl ConnectionTrait,
+    ids: &[MessageId],
+) -> Result<(), StoreError> {
+    let now = Timestamp::now().as_micros();
+    for chunk in ids.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+        let rows = recipient::Entity::find()
+            .filter(recipient::Column::MessageId.is_in(keys.iter().cloned()))
+            .all(db)
+            .await?;
+        let mut by_message: std::collections::HashMap<&str, Vec<RecipientStatus>> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            by_message
+                .entry(r.message_id.as_str())
+                .or_default()
+                .push(parse(&r.status, "recipient status")?);
+        }
+        let mut by_status: std::collections::BTreeMap<&'static str, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (id, statuses) in by_message {
+            by_status
+                .entry(MessageStatus::of(&statuses).as_str())
+                .or_default()
+                .push(id.to_owned());
+        }
+        for (status, ids) in by_status {
+            message::Entity::update_many()
+                .col_expr(message::Column::Status, Expr::value(status))
+                .col_expr(message::Column::UpdatedAt, Expr::value(now))
+                .filter(message::Column::Id.is_in(ids))
+                .exec(db)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Recomputes a message's status from its recipients'.
 pub async fn refresh_status(
     db: &impl ConnectionTrait,
