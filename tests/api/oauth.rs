@@ -646,3 +646,93 @@ async fn a_platform_app_from_the_configuration_serves_tenants_without_their_own(
         assert!(url.contains(part), "{part} missing from {url}");
     }
 }
+
+/// Queued mail sent as an OAuth identity goes out over XOAUTH2 with the
+/// issued token; when the grant is revoked the worker holds it (not
+/// failed, not suppressed) and the owner is told; consenting again
+/// releases it and it is delivered.
+#[tokio::test]
+async fn queued_mail_is_held_while_the_grant_is_revoked_and_released_by_consent() {
+    let w = world(
+        "oauthqueue",
+        json!({"code_expires_in": 3600, "refresh_expires_in": 3600}),
+    )
+    .await;
+    let url = w.consent(&w.ada).await;
+    assert_eq!(w.callback(&w.ada, &url).await.0, 200);
+    let w = &w;
+    let send = |subject: &'static str| {
+        let body = json!({"to": "parent@home.example", "subject": subject, "text": "x",
+                          "identity_id": w.identity});
+        async move {
+            let (status, r) = w
+                .app
+                .send_as(&w.ada, Method::POST, "/api/v1/messages", Some(body))
+                .await;
+            assert_eq!(status, 202, "{r}");
+            r["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = send("Report card").await;
+    let got = w.smtp.received(1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let issued = w.oauth.token_requests()[0]["access_token"].clone();
+    assert_eq!(got[0]["user"]["token"], issued);
+    assert_eq!(got[0]["from"], json!(w.ada.email));
+    let status_of = |id: String| async move {
+        for _ in 0..200 {
+            let (_, m) = w
+                .app
+                .get(&format!("/api/v1/messages/{id}"), &w.t.admin_key)
+                .await;
+            if m["status"] != "queued" {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("message {id} stayed queued");
+    };
+    assert_eq!(status_of(first).await["status"], "sent");
+
+    // Revoked and expired: the refresh fails, the mail is held, Ada is told.
+    w.oauth.control(json!({"revoke": true})).await;
+    w.expire_access_token().await;
+    let second = send("Invoice").await;
+    let m = status_of(second.clone()).await;
+    assert_eq!(m["status"], "held", "{m:#}");
+    assert_eq!(m["recipients"][0]["status"], "held");
+    assert_eq!(w.identity().await["status"], "needs_reauth");
+    let got = w.smtp.received(2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1]["to"], json!([w.ada.email]), "the notice to Ada");
+
+    // Consent again: the held message is delivered.
+    w.oauth.control(json!({"revoke": false})).await;
+    let url = w.consent(&w.ada).await;
+    assert_eq!(w.callback(&w.ada, &url).await.0, 200);
+    let got = w.smtp.received(3).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[2]["data"].as_str().unwrap().contains("Invoice"));
+    let m = status_of(second).await;
+    for _ in 0..100 {
+        let (_, now) = w
+            .app
+            .get(
+                &format!("/api/v1/messages/{}", m["id"].as_str().unwrap()),
+                &w.t.admin_key,
+            )
+            .await;
+        if now["status"] == "sent" {
+            let kinds: Vec<&str> = now["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event"].as_str().unwrap())
+                .collect();
+            assert_eq!(kinds, ["accepted", "failed", "delivered"], "{now:#}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the released message was not sent");
+}

@@ -803,8 +803,18 @@ impl Herald {
             }
             let mut e = match scope {
                 SenderScope::Identity(id) => {
-                    identities::set_status(db, *tenant, *id, IdentityStatus::Failing, Some(why))
+                    // An identity that must consent again stays so.
+                    let current = identities::get(db, *tenant, *id).await?.map(|i| i.status);
+                    if current != Some(IdentityStatus::NeedsReauth) {
+                        identities::set_status(
+                            db,
+                            *tenant,
+                            *id,
+                            IdentityStatus::Failing,
+                            Some(why),
+                        )
                         .await?;
+                    }
                     Event::for_identity(*tenant, *id, EventKind::Paused, Some(why.clone()))
                 }
                 SenderScope::Profile(id) => {
