@@ -71,19 +71,40 @@ async fn write(db: &impl Connection, a: &Acceptance) -> Result<(), StoreError> {
         &a.recipients,
     )
     .await?;
-    for e in &a.events {
-        events::insert(db, e).await?;
-    }
+    events::insert_many(db, &a.events).await?;
     if let Some((tenant, key, hash, answer)) = &a.idempotency {
         idempotency::insert(db, *tenant, key, hash, answer).await?;
     }
     Ok(())
 }
 
+/// The whole batch with a few multi-row statements.
 async fn write_batch(store: &Store, batch: &[Request]) -> Result<(), StoreError> {
     let tx = store.begin().await?;
+    let bodies: Vec<messages::MessageBody<'_>> = batch
+        .iter()
+        .map(|(a, _)| messages::MessageBody {
+            mime: &a.mime,
+            headers_json: &a.headers_json,
+            tags_json: &a.tags_json,
+            user_variables_json: &a.vars_json,
+        })
+        .collect();
+    let items: Vec<messages::NewMessage<'_>> = batch
+        .iter()
+        .zip(&bodies)
+        .map(|((a, _), b)| (&a.queued, b, a.recipients.as_slice()))
+        .collect();
+    messages::insert_many(tx.conn(), &items).await?;
+    let evs: Vec<Event> = batch
+        .iter()
+        .flat_map(|(a, _)| a.events.iter().cloned())
+        .collect();
+    events::insert_many(tx.conn(), &evs).await?;
     for (a, _) in batch {
-        write(tx.conn(), a).await?;
+        if let Some((tenant, key, hash, answer)) = &a.idempotency {
+            idempotency::insert(tx.conn(), *tenant, key, hash, answer).await?;
+        }
     }
     tx.commit().await
 }

@@ -32,50 +32,75 @@ pub async fn insert(
     body: &MessageBody<'_>,
     recipients: &[(EmailAddress, RecipientStatus)],
 ) -> Result<(), StoreError> {
-    let statuses: Vec<RecipientStatus> = recipients.iter().map(|(_, s)| *s).collect();
+    insert_many(db, &[(m, body, recipients)]).await
+}
+
+/// A message to store: its envelope, body and recipients.
+pub type NewMessage<'a> = (
+    &'a QueuedMessage,
+    &'a MessageBody<'a>,
+    &'a [(EmailAddress, RecipientStatus)],
+);
+
+/// Stores many messages with few statements (a group commit): messages 50
+/// per INSERT, recipients 500 per INSERT.
+pub async fn insert_many(
+    db: &impl ConnectionTrait,
+    items: &[NewMessage<'_>],
+) -> Result<(), StoreError> {
     let now = Timestamp::now().as_micros();
-    message::Entity::insert(message::ActiveModel {
-        id: Set(m.id.to_string()),
-        tenant_id: Set(m.tenant_id.to_string()),
-        profile_id: Set(m.profile_id.map(|p| p.to_string())),
-        identity_id: Set(m.identity_id.map(|i| i.to_string())),
-        purpose: Set(m.purpose.as_ref().map(|p| p.to_string())),
-        mail_from: Set(m.mail_from.to_string()),
-        message_id_header: Set(m.message_id_header.clone()),
-        subject: Set(m.subject.clone()),
-        headers: Set(body.headers_json.to_owned()),
-        tags: Set(body.tags_json.to_owned()),
-        user_variables: Set(body.user_variables_json.to_owned()),
-        size: Set(m.size as i64),
-        mime: Set(body.mime.to_vec()),
-        test_mode: Set(m.test_mode),
-        deliver_after: Set(m.deliver_after.as_micros()),
-        status: Set(MessageStatus::of(&statuses).to_string()),
-        created_at: Set(m.created_at.as_micros()),
-        updated_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
-    let rows = recipients
+    for chunk in items.chunks(50) {
+        let rows = chunk.iter().map(|(m, body, recipients)| {
+            let statuses: Vec<RecipientStatus> = recipients.iter().map(|(_, s)| *s).collect();
+            message::ActiveModel {
+                id: Set(m.id.to_string()),
+                tenant_id: Set(m.tenant_id.to_string()),
+                profile_id: Set(m.profile_id.map(|p| p.to_string())),
+                identity_id: Set(m.identity_id.map(|i| i.to_string())),
+                purpose: Set(m.purpose.as_ref().map(|p| p.to_string())),
+                mail_from: Set(m.mail_from.to_string()),
+                message_id_header: Set(m.message_id_header.clone()),
+                subject: Set(m.subject.clone()),
+                headers: Set(body.headers_json.to_owned()),
+                tags: Set(body.tags_json.to_owned()),
+                user_variables: Set(body.user_variables_json.to_owned()),
+                size: Set(m.size as i64),
+                mime: Set(body.mime.to_vec()),
+                test_mode: Set(m.test_mode),
+                deliver_after: Set(m.deliver_after.as_micros()),
+                status: Set(MessageStatus::of(&statuses).to_string()),
+                created_at: Set(m.created_at.as_micros()),
+                updated_at: Set(now),
+            }
+        });
+        message::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    let rows: Vec<recipient::ActiveModel> = items
         .iter()
-        .enumerate()
-        .map(|(i, (a, status))| recipient::ActiveModel {
-            message_id: Set(m.id.to_string()),
-            idx: Set(i as i32),
-            tenant_id: Set(m.tenant_id.to_string()),
-            address: Set(a.to_string()),
-            address_key: Set(a.as_str().to_lowercase()),
-            status: Set(status.to_string()),
-            attempts: Set(0),
-            next_attempt_at: Set(m.deliver_after.as_micros()),
-            lease_owner: Set(None),
-            lease_expires_at: Set(None),
-            last_reply: Set(None),
-            updated_at: Set(now),
+        .flat_map(|(m, _, recipients)| {
+            recipients
+                .iter()
+                .enumerate()
+                .map(move |(i, (a, status))| recipient::ActiveModel {
+                    message_id: Set(m.id.to_string()),
+                    idx: Set(i as i32),
+                    tenant_id: Set(m.tenant_id.to_string()),
+                    address: Set(a.to_string()),
+                    address_key: Set(a.as_str().to_lowercase()),
+                    status: Set(status.to_string()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(m.deliver_after.as_micros()),
+                    lease_owner: Set(None),
+                    lease_expires_at: Set(None),
+                    last_reply: Set(None),
+                    updated_at: Set(now),
+                })
         })
-        .collect::<Vec<_>>();
-    if !rows.is_empty() {
-        recipient::Entity::insert_many(rows)
+        .collect();
+    for chunk in rows.chunks(500) {
+        recipient::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(db)
             .await?;
     }
