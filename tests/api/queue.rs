@@ -73,7 +73,7 @@ async fn store_message_at(
 
 #[tokio::test]
 async fn a_message_and_its_recipients_are_stored_together() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("queuestore").await;
     let other = app.tenant("queueother").await;
     let p = profile(&app, &t, "Relay").await;
@@ -105,7 +105,7 @@ async fn a_message_and_its_recipients_are_stored_together() {
 
 #[tokio::test]
 async fn a_profile_with_unsent_mail_is_deleted_only_by_moving_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("queuemove").await;
     let a = profile(&app, &t, "A").await;
     let b = profile(&app, &t, "B").await;
@@ -165,7 +165,7 @@ async fn a_profile_with_unsent_mail_is_deleted_only_by_moving_it() {
 #[tokio::test]
 async fn claims_take_due_recipients_once_and_expired_leases_again() {
     use herald_store::leases;
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("leases").await;
     let p = profile(&app, &t, "Relay").await;
     let now = Timestamp::now();
@@ -236,7 +236,7 @@ async fn claims_take_due_recipients_once_and_expired_leases_again() {
 #[tokio::test]
 async fn concurrent_claims_never_share_a_recipient() {
     use herald_store::leases;
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("leaserace").await;
     let p = profile(&app, &t, "Relay").await;
     let to: Vec<String> = (0..40).map(|i| format!("r{i}@home.example")).collect();

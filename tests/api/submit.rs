@@ -1,6 +1,7 @@
 //! POST /api/v1/messages: acceptance is durable, the sender policy is
 //! applied, hostile input and foreign ids are refused, suppressed and
-//! oversize mail is rejected with events.
+//! oversize mail is rejected with events. These run API-only (`--role api`)
+//! so that what is stored can be read before a worker delivers it.
 
 use herald_domain::{EmailAddress, EventKind, MessageId, RecipientStatus};
 use herald_store::{events, messages, suppressions};
@@ -34,7 +35,7 @@ async fn stored(
 
 #[tokio::test]
 async fn an_accepted_message_is_stored_with_its_recipients_and_events() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("submitok").await;
     let sender = app.key(&t, "sender").await;
     let (status, r) = submit(
@@ -99,7 +100,7 @@ async fn an_accepted_message_is_stored_with_its_recipients_and_events() {
 
 #[tokio::test]
 async fn hostile_input_and_policy_refusals_name_the_field_and_store_nothing() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("submitbad").await;
     let other = app.tenant("submitother").await;
     let (_, other_ids) = app.get("/api/v1/relay-profiles", &other.admin_key).await;
@@ -222,7 +223,7 @@ async fn suppressed_recipients_are_dropped_with_a_rejected_event() {
 
 #[tokio::test]
 async fn attachments_follow_the_profile_and_max_size_tells_the_notify_user() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("submitsize").await;
     let clerk = app.user(&t, "clerk", "admin").await;
     let peer = SmtpPeer::start(json!({})).await;
@@ -362,7 +363,7 @@ async fn the_queue_view_lists_pages_filters_and_shows_one_message() {
 
 #[tokio::test]
 async fn an_idempotency_key_makes_a_retry_safe() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("idem").await;
     let other = app.tenant("idemother").await;
     let post = |key: &str, body: Value, api_key: &str| {
@@ -417,7 +418,7 @@ async fn an_idempotency_key_makes_a_retry_safe() {
 
 #[tokio::test]
 async fn mailgun_clients_send_through_v3_messages() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::api_only().await;
     let t = app.tenant("mgsend").await;
     let url = app.url(&format!("/v3/{}/messages", t.domain));
     // urlencoded, as curl -F-less clients send it.
