@@ -1,6 +1,8 @@
 //! A `herald serve` killed with SIGKILL while it delivers loses nothing:
 //! after a restart every accepted message is delivered, and the only
-//! duplicates are the deliveries that were in flight at the kill.
+//! duplicates are the deliveries that were in flight at the kill (a
+//! delivery holds its slot until its result is committed, so at most
+//! `worker.concurrency`).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use herald_app::{Delivered, DeliveryContext, Herald};
 use herald_mailer::PoolLimits;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 /// How a worker runs.
@@ -43,6 +43,9 @@ impl Default for WorkerConfig {
         }
     }
 }
+
+/// A delivery's result and who waits for it to be committed.
+type Recorded = (Delivered, oneshot::Sender<()>);
 
 /// Results per commit at most.
 const COMMIT_BATCH: usize = 512;
@@ -78,7 +81,7 @@ impl Worker {
         } = self;
         tracing::info!(%owner, concurrency = config.concurrency, "delivery worker started");
         let ctx = Arc::new(DeliveryContext::new(config.pool));
-        let (results, rx) = mpsc::channel::<Delivered>(COMMIT_BATCH * 4);
+        let (results, rx) = mpsc::channel::<Recorded>(COMMIT_BATCH * 4);
         let committer = tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx));
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let signal = herald.queue_signal();
@@ -124,8 +127,13 @@ impl Worker {
                 let results = results.clone();
                 tasks.spawn(async move {
                     let done = herald.deliver_job(job, &ctx).await;
+                    // The slot is free once the result is committed, so
+                    // what a crash can repeat is bounded by the concurrency.
+                    let (ack, committed) = oneshot::channel();
+                    if results.send((done, ack)).await.is_ok() {
+                        let _ = committed.await;
+                    }
                     drop(permit);
-                    let _ = results.send(done).await;
                 });
             }
         }
@@ -156,13 +164,18 @@ impl Worker {
 /// Records results as they come, many per transaction. A failed commit is
 /// retried; if it keeps failing the leases expire and the mail is
 /// delivered again (at least once, never lost).
-async fn commit_loop(herald: Herald, owner: String, mut rx: mpsc::Receiver<Delivered>) {
-    let mut batch = Vec::with_capacity(COMMIT_BATCH);
-    while let Some(first) = rx.recv().await {
+async fn commit_loop(herald: Herald, owner: String, mut rx: mpsc::Receiver<Recorded>) {
+    let mut batch: Vec<Delivered> = Vec::with_capacity(COMMIT_BATCH);
+    let mut acks = Vec::with_capacity(COMMIT_BATCH);
+    while let Some((first, ack)) = rx.recv().await {
         batch.push(first);
+        acks.push(ack);
         while batch.len() < COMMIT_BATCH {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok((r, ack)) => {
+                    batch.push(r);
+                    acks.push(ack);
+                }
                 Err(_) => break,
             }
         }
@@ -178,5 +191,8 @@ async fn commit_loop(herald: Herald, owner: String, mut rx: mpsc::Receiver<Deliv
             }
         }
         batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
     }
 }
