@@ -32,11 +32,24 @@ fn herald(db: &TestDb, port: u16, args: &[&str]) -> Command {
     cmd
 }
 
-fn serve(db: &TestDb, port: u16) -> Child {
-    herald(db, port, &["serve"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start herald serve")
+/// A running `herald serve`, killed when dropped (a failed assertion
+/// leaves no process behind).
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(db: &TestDb, port: u16) -> Serving {
+    Serving(
+        herald(db, port, &["serve"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start herald serve"),
+    )
 }
 
 async fn wait_ready(base: &str) {
@@ -146,8 +159,8 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
     let before = received(&peer).await;
     assert!(
         before.len() < n,
@@ -155,7 +168,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
     );
 
     // Restarted, it claims the dead worker's work once the leases expire.
-    let mut child = serve(&db, port);
+    let _child = serve(&db, port);
     wait_ready(&base).await;
     let started = Instant::now();
     loop {
@@ -195,6 +208,4 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sent, n);
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -8,8 +8,7 @@
 use herald_domain::{EmailAddress, MessageId, RecipientStatus, TenantId, Timestamp};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::StoreError;
@@ -36,25 +35,29 @@ pub async fn claim(
     lease_until: Timestamp,
     limit: u64,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let due = Condition::any()
-        .add(
-            Condition::all()
-                .add(recipient::Column::Status.eq(RecipientStatus::Queued.as_str()))
-                .add(recipient::Column::NextAttemptAt.lte(now.as_micros())),
-        )
-        .add(
-            Condition::all()
-                .add(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
-                .add(recipient::Column::LeaseExpiresAt.lt(now.as_micros())),
-        );
-    let mut q = recipient::Entity::find()
-        .filter(due)
-        .order_by_asc(recipient::Column::NextAttemptAt)
+    // Two queries, each a range of ix_recipient_due (status,
+    // next_attempt_at): an OR of both would scan the table.
+    let lock = db.get_database_backend() == DbBackend::Postgres;
+    let mut expired = recipient::Entity::find()
+        .filter(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
+        .filter(recipient::Column::LeaseExpiresAt.lt(now.as_micros()))
         .limit(limit);
-    if db.get_database_backend() == DbBackend::Postgres {
-        q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    if lock {
+        expired = expired.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let rows = q.all(db).await?;
+    let mut rows = expired.all(db).await?;
+    let left = limit.saturating_sub(rows.len() as u64);
+    if left > 0 {
+        let mut due = recipient::Entity::find()
+            .filter(recipient::Column::Status.eq(RecipientStatus::Queued.as_str()))
+            .filter(recipient::Column::NextAttemptAt.lte(now.as_micros()))
+            .order_by_asc(recipient::Column::NextAttemptAt)
+            .limit(left);
+        if lock {
+            due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        rows.extend(due.all(db).await?);
+    }
     // One UPDATE per 200 claimed rows, naming each (message_id, idx).
     for chunk in rows.chunks(200) {
         recipient::Entity::update_many()
