@@ -440,3 +440,104 @@ async fn test_mode_delivery_time_and_connection_reuse() {
 fn chrono_like_rfc3339(secs: i64) -> String {
     herald_domain::Timestamp::now().plus_secs(secs).to_rfc3339()
 }
+
+/// Mailgun batch sending: with `recipient-variables`, each `to` recipient
+/// gets a copy of their own with `%recipient.*%` filled in; the copies
+/// share the Message-ID Herald answers with. Combined with cc it is refused
+/// and nothing is stored.
+#[tokio::test]
+async fn recipient_variables_send_one_filled_copy_per_recipient() {
+    let peer = SmtpPeer::start(json!({})).await;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("deliverbatch").await;
+    let profile = app
+        .create_profile(&t, smtp_profile(&t, "Relay", peer.port, json!({})))
+        .await;
+    let url = app.url(&format!("/v3/{}/messages", t.domain));
+    let vars = json!({
+        "ada@home.example": {"first": "Ada", "grade": "A"},
+        "Bob@home.example": {"first": "Bob", "grade": 7}
+    });
+    let res = app
+        .client
+        .post(&url)
+        .basic_auth("api", Some(&t.admin_key))
+        .form(&[
+            ("from", format!("office@{}", t.domain)),
+            ("to", "ada@home.example, bob@home.example".into()),
+            ("subject", "Report for %recipient.first%".into()),
+            (
+                "text",
+                "Dear %recipient.first%, your grade is %recipient.grade%.".into(),
+            ),
+            ("recipient-variables", vars.to_string()),
+            ("o:herald-profile", profile.clone()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let shared = body["id"].as_str().unwrap().to_owned();
+    let got = peer.received(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let mut seen = Vec::new();
+    for m in &got {
+        let to = m["to"].as_array().unwrap();
+        assert_eq!(to.len(), 1, "each copy to one recipient: {m}");
+        let data = m["data"].as_str().unwrap();
+        assert!(data.contains(&format!("Message-ID: {shared}")), "{data}");
+        seen.push((to[0].as_str().unwrap().to_owned(), data.to_owned()));
+    }
+    seen.sort();
+    assert!(
+        seen[0].1.contains("Subject: Report for Ada") && seen[0].1.contains("your grade is A.")
+    );
+    assert!(
+        seen[1].1.contains("Subject: Report for Bob") && seen[1].1.contains("your grade is 7.")
+    );
+    assert!(
+        !seen[0].1.contains("bob@home.example"),
+        "Ada does not see Bob"
+    );
+
+    let res = app
+        .client
+        .post(&url)
+        .basic_auth("api", Some(&t.admin_key))
+        .form(&[
+            ("from", format!("office@{}", t.domain)),
+            ("to", "ada@home.example".into()),
+            ("cc", "bob@home.example".into()),
+            ("subject", "x".into()),
+            ("text", "x".into()),
+            ("recipient-variables", "{}".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    for bad in ["not json", "[1,2]", r#"{"a@b.example": 3}"#] {
+        let res = app
+            .client
+            .post(&url)
+            .basic_auth("api", Some(&t.admin_key))
+            .form(&[
+                ("from", format!("office@{}", t.domain)),
+                ("to", "ada@home.example".into()),
+                ("subject", "x".into()),
+                ("text", "x".into()),
+                ("recipient-variables", bad.into()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    let (_, list) = app.get("/api/v1/messages", &t.admin_key).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2,
+        "only the two copies"
+    );
+}

@@ -8,9 +8,11 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use herald_app::{AppError, NewAttachment, Submission};
+use std::collections::BTreeMap;
+
 use herald_domain::message::{
-    HeaderName, HeaderValue, Mailbox, Tag, parse_content_type, parse_delivery_time,
-    parse_file_name, parse_subject,
+    HeaderName, HeaderValue, Mailbox, Tag, fill_recipient_variables, parse_content_type,
+    parse_delivery_time, parse_file_name, parse_subject,
 };
 use herald_domain::{DomainName, InvalidInput, PurposeName};
 use serde_json::{Value, json};
@@ -100,8 +102,41 @@ async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, 
     Ok(out)
 }
 
-fn submission(fields: Vec<(String, Field)>) -> Result<Submission, InvalidInput> {
+/// Mailgun's `recipient-variables`: per `to` address (lowercased), its
+/// variables as text.
+type RecipientVariables = BTreeMap<String, BTreeMap<String, String>>;
+
+fn recipient_variables(text: &str) -> Result<RecipientVariables, InvalidInput> {
+    let bad = |m: &str| InvalidInput::new("recipient-variables", m.to_owned());
+    let doc: Value = serde_json::from_str(text).map_err(|e| bad(&format!("is not JSON: {e}")))?;
+    let Value::Object(by_address) = doc else {
+        return Err(bad("must be a JSON object keyed by recipient address"));
+    };
+    let mut out = BTreeMap::new();
+    for (address, vars) in by_address {
+        let Value::Object(vars) = vars else {
+            return Err(bad(&format!("the value for {address:?} must be an object")));
+        };
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect();
+        out.insert(address.trim().to_lowercase(), vars);
+    }
+    Ok(out)
+}
+
+fn submission(
+    fields: Vec<(String, Field)>,
+) -> Result<(Submission, Option<RecipientVariables>), InvalidInput> {
     let mut s = Submission::default();
+    let mut batch = None;
     let mut saw_from = false;
     for (name, field) in fields {
         let text = |f: &Field| match f {
@@ -155,12 +190,7 @@ fn submission(fields: Vec<(String, Field)>) -> Result<Submission, InvalidInput> 
                 })?)
             }
             "o:herald-purpose" => s.purpose = Some(PurposeName::parse(&text(&field)?)?),
-            "recipient-variables" => {
-                return Err(InvalidInput::new(
-                    "recipient-variables",
-                    "batch sending with recipient variables is not supported yet",
-                ));
-            }
+            "recipient-variables" => batch = Some(recipient_variables(&text(&field)?)?),
             n if n.eq_ignore_ascii_case("h:reply-to") => {
                 s.reply_to = Some(Mailbox::parse("h:Reply-To", &text(&field)?)?)
             }
@@ -182,7 +212,33 @@ fn submission(fields: Vec<(String, Field)>) -> Result<Submission, InvalidInput> 
     if !saw_from {
         return Err(InvalidInput::new("from", "from parameter is missing"));
     }
-    Ok(s)
+    Ok((s, batch))
+}
+
+/// A batch send: one copy per `to` recipient, addressed to that recipient
+/// alone, with `%recipient.NAME%` filled in its subject and bodies. Every
+/// copy is checked before any is accepted.
+fn copies(s: Submission, vars: &RecipientVariables) -> Result<Vec<Submission>, InvalidInput> {
+    if !s.cc.is_empty() || !s.bcc.is_empty() {
+        return Err(InvalidInput::new(
+            "recipient-variables",
+            "cannot be combined with cc or bcc: each copy goes to one to recipient",
+        ));
+    }
+    let empty = BTreeMap::new();
+    s.to.iter()
+        .map(|to| {
+            let v = vars
+                .get(&to.address.as_str().to_lowercase())
+                .unwrap_or(&empty);
+            let mut copy = s.clone();
+            copy.to = vec![to.clone()];
+            copy.subject = parse_subject(&fill_recipient_variables(&s.subject, v))?;
+            copy.text = s.text.as_deref().map(|t| fill_recipient_variables(t, v));
+            copy.html = s.html.as_deref().map(|t| fill_recipient_variables(t, v));
+            Ok(copy)
+        })
+        .collect()
 }
 
 /// `POST /v3/{domain}/messages.parse-only` (the `bench` feature): the same
@@ -206,7 +262,7 @@ pub async fn parse_only(
         });
     }
     let fields = fields(req, &s).await?;
-    let submission = submission(fields).map_err(|e| bad(e.to_string()))?;
+    let (submission, _) = submission(fields).map_err(|e| bad(e.to_string()))?;
     Ok(Json(json!({
         "id": format!("<parsed {} recipients>", submission.to.len()),
         "message": "Parsed, not stored.",
@@ -231,14 +287,28 @@ pub async fn send(
         });
     }
     let fields = fields(req, &s).await?;
-    let submission = submission(fields).map_err(|e| bad(e.to_string()))?;
-    let accepted = s
-        .herald
-        .submit(&actor, submission, None)
-        .await
-        .map_err(mailgun)?;
+    let (submission, batch) = submission(fields).map_err(|e| bad(e.to_string()))?;
+    let Some(vars) = batch else {
+        let accepted = s
+            .herald
+            .submit(&actor, submission, None)
+            .await
+            .map_err(mailgun)?;
+        return Ok(Json(json!({
+            "id": format!("<{}>", accepted.message_id),
+            "message": "Queued. Thank you.",
+        })));
+    };
+    // Batch sending: the copies share the first one's Message-ID, the id
+    // Mailgun answers with.
+    let mut shared: Option<String> = None;
+    for mut copy in copies(submission, &vars).map_err(|e| bad(e.to_string()))? {
+        copy.message_id = shared.clone();
+        let accepted = s.herald.submit(&actor, copy, None).await.map_err(mailgun)?;
+        shared.get_or_insert(accepted.message_id);
+    }
     Ok(Json(json!({
-        "id": format!("<{}>", accepted.message_id),
+        "id": format!("<{}>", shared.unwrap_or_default()),
         "message": "Queued. Thank you.",
     })))
 }

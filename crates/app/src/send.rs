@@ -50,6 +50,9 @@ pub struct Submission {
     pub attachments: Vec<NewAttachment>,
     pub deliver_at: Option<Timestamp>,
     pub test_mode: bool,
+    /// The Message-ID (without brackets) to use instead of a new one: the
+    /// copies of a Mailgun batch send share one.
+    pub message_id: Option<String>,
 }
 
 /// An `Idempotency-Key` with the hash of the request it came with.
@@ -265,7 +268,10 @@ impl Herald {
         }
 
         let domain = resolved.from.address.domain().to_owned();
-        let message_id = format!("{id}@{domain}");
+        let message_id = s
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("{id}@{domain}"));
         let parts: Vec<AttachmentPart> = s
             .attachments
             .iter()

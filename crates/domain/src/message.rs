@@ -267,6 +267,40 @@ pub fn parse_delivery_time(value: &str) -> Result<Timestamp, InvalidInput> {
         })
 }
 
+/// Fills `%recipient.NAME%` in a batch-sent copy with that recipient's
+/// variable (Mailgun's recipient variables); a name the recipient has no
+/// value for becomes empty.
+pub fn fill_recipient_variables(
+    template: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> String {
+    const OPEN: &str = "%recipient.";
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        match after.find('%') {
+            Some(end)
+                if after[..end]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                if let Some(v) = vars.get(&after[..end]) {
+                    out.push_str(v);
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str(OPEN);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The most recipients (to + cc + bcc) one message may have.
 pub const MAX_RECIPIENTS: usize = 1000;
 

@@ -86,3 +86,20 @@ proptest! {
         let _ = Mailbox::parse_list("to", &s);
     }
 }
+
+#[test]
+fn recipient_variables_fill_each_copy() {
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("first".to_owned(), "Ada".to_owned()),
+        ("grade".to_owned(), "A".to_owned()),
+    ]
+    .into();
+    assert_eq!(
+        fill_recipient_variables("Dear %recipient.first%, grade %recipient.grade%.", &vars),
+        "Dear Ada, grade A."
+    );
+    assert_eq!(
+        fill_recipient_variables("%recipient.missing%|100% sure|%recipient.first", &vars),
+        "|100% sure|%recipient.first"
+    );
+}

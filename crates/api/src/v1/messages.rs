@@ -184,6 +184,7 @@ fn parse(m: MessageIn) -> Result<Submission, InvalidInput> {
             .map(|v| parse_delivery_time(v).map_err(|e| e.at("deliver_at")))
             .transpose()?,
         test_mode: m.test_mode,
+        message_id: None,
     })
 }
 
