@@ -5,6 +5,7 @@ mod accept;
 mod access;
 mod api_keys;
 mod audit;
+mod cache;
 mod delivery;
 mod error;
 mod identities;
@@ -75,6 +76,7 @@ pub struct Herald {
     queue_signal: Arc<tokio::sync::Notify>,
     /// The acceptance writer, started on first use (inside the runtime).
     group_commit: Arc<std::sync::OnceLock<accept::GroupCommit>>,
+    policy_cache: Arc<cache::PolicyCache>,
 }
 
 impl Herald {
@@ -91,6 +93,7 @@ impl Herald {
             refresh_locks: Arc::default(),
             queue_signal: Arc::default(),
             group_commit: Arc::default(),
+            policy_cache: Arc::default(),
         }
     }
 

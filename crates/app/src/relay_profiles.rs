@@ -136,6 +136,7 @@ impl Herald {
         record(tx.conn(), actor, AuditAction::Create, TABLE, &id, fields).await?;
         let view = self.view(tx.conn(), profile, &routing).await?;
         tx.commit().await?;
+        self.policy_cache.invalidate(actor.tenant_id);
         Ok(view)
     }
 
@@ -196,6 +197,7 @@ impl Herald {
         let routing = relay_profiles::routing(tx.conn(), actor.tenant_id).await?;
         let view = self.view(tx.conn(), after, &routing).await?;
         tx.commit().await?;
+        self.policy_cache.invalidate(actor.tenant_id);
         Ok(view)
     }
 
@@ -262,6 +264,7 @@ impl Herald {
         )
         .await?;
         tx.commit().await?;
+        self.policy_cache.invalidate(actor.tenant_id);
         Ok(())
     }
 
@@ -454,6 +457,7 @@ impl Herald {
         let fields = ChangedFields::of(&["default_profile_id", "purposes"]);
         record(db, actor, AuditAction::Update, "relay_routing", "", fields).await?;
         tx.commit().await?;
+        self.policy_cache.invalidate(actor.tenant_id);
         Ok(routing)
     }
 }

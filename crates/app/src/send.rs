@@ -14,7 +14,7 @@ use herald_domain::{
 };
 use herald_mailer::message::{AttachmentPart, Outgoing};
 use herald_store::suppressions::{self, SuppressionKind};
-use herald_store::{Connection, events, idempotency, identities, relay_profiles, tenants, users};
+use herald_store::{Connection, events, idempotency, identities, relay_profiles, users};
 
 use crate::accept::Acceptance;
 use crate::access::Require;
@@ -131,7 +131,14 @@ impl Herald {
             (Some(i), _, _) => i.profile_id,
             (None, Some(p), _) => p,
             (None, None, purpose) => {
-                let routing = relay_profiles::routing(db, actor.tenant_id).await?;
+                let routing = match self.policy_cache.routing(actor.tenant_id) {
+                    Some(r) => r,
+                    None => {
+                        let r = relay_profiles::routing(db, actor.tenant_id).await?;
+                        self.policy_cache.put_routing(actor.tenant_id, &r);
+                        r
+                    }
+                };
                 purpose
                     .as_ref()
                     .and_then(|p| routing.purposes.iter().find(|(n, _)| n.key() == p.key()))
@@ -142,11 +149,18 @@ impl Herald {
                     })?
             }
         };
-        let profile = relay_profiles::get(db, actor.tenant_id, profile_id)
-            .await?
-            .ok_or_else(|| {
-                InvalidInput::new("profile_id", "is not a relay profile of this tenant")
-            })?;
+        let profile = match self.policy_cache.profile(actor.tenant_id, profile_id) {
+            Some(p) => p,
+            None => {
+                let p = relay_profiles::get(db, actor.tenant_id, profile_id)
+                    .await?
+                    .ok_or_else(|| {
+                        InvalidInput::new("profile_id", "is not a relay profile of this tenant")
+                    })?;
+                self.policy_cache.put_profile(&p);
+                p
+            }
+        };
         Ok((profile, identity))
     }
 
@@ -204,9 +218,7 @@ impl Herald {
             .into());
         }
         let db = self.store.read();
-        let tenant = tenants::get(db, actor.tenant_id)
-            .await?
-            .ok_or(AppError::NotFound("tenant"))?;
+        let tenant = self.tenant(actor).await?;
         let (profile, identity) = self.route(db, actor, &s).await?;
         let user = match actor.user_id() {
             Some(u) => users::get(db, actor.tenant_id, u).await?,

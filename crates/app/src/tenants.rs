@@ -215,9 +215,14 @@ impl Herald {
 
     /// The caller's own tenant.
     pub async fn tenant(&self, actor: &Actor) -> Result<Tenant, AppError> {
-        tenants::get(self.store.read(), actor.tenant_id)
+        if let Some(t) = self.policy_cache.tenant(actor.tenant_id) {
+            return Ok(t);
+        }
+        let t = tenants::get(self.store.read(), actor.tenant_id)
             .await?
-            .ok_or(AppError::NotFound("tenant"))
+            .ok_or(AppError::NotFound("tenant"))?;
+        self.policy_cache.put_tenant(&t);
+        Ok(t)
     }
 
     /// Changes the tenant's name or sending domains (owner or admin).
@@ -262,6 +267,7 @@ impl Herald {
             .await?
             .ok_or(AppError::NotFound("tenant"))?;
         tx.commit().await?;
+        self.policy_cache.invalidate(actor.tenant_id);
         Ok(after)
     }
 }
