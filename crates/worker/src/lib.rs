@@ -47,6 +47,10 @@ impl Default for WorkerConfig {
 /// A delivery's result and who waits for it to be committed.
 type Recorded = (Delivered, oneshot::Sender<()>);
 
+/// In-flight deliveries (sending, or sent and not yet recorded) per
+/// sending slot: a crash repeats at most `concurrency × this`.
+pub const IN_FLIGHT_PER_SLOT: usize = 4;
+
 /// Results per commit at most.
 const COMMIT_BATCH: usize = 512;
 
@@ -83,7 +87,13 @@ impl Worker {
         let ctx = Arc::new(DeliveryContext::new(config.pool));
         let (results, rx) = mpsc::channel::<Recorded>(COMMIT_BATCH * 4);
         let committer = tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx));
-        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        // Sending slots bound the SMTP sessions in flight; in-flight slots
+        // (a delivery keeps one until its result is committed) bound what a
+        // crash can repeat, with room to hide the commit's latency.
+        let sending = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let permits = Arc::new(Semaphore::new(
+            config.concurrency.max(1) * IN_FLIGHT_PER_SLOT,
+        ));
         let signal = herald.queue_signal();
         let mut tasks = JoinSet::new();
         let mut sweep = tokio::time::interval(Duration::from_secs(5));
@@ -125,10 +135,14 @@ impl Worker {
                 let herald = herald.clone();
                 let ctx = ctx.clone();
                 let results = results.clone();
+                let sending = sending.clone();
                 tasks.spawn(async move {
-                    let done = herald.deliver_job(job, &ctx).await;
-                    // The slot is free once the result is committed, so
-                    // what a crash can repeat is bounded by the concurrency.
+                    let done = match sending.acquire_owned().await {
+                        Ok(_slot) => herald.deliver_job(job, &ctx).await,
+                        Err(_) => return,
+                    };
+                    // The in-flight slot is free once the result is
+                    // committed, so what a crash can repeat is bounded.
                     let (ack, committed) = oneshot::channel();
                     if results.send((done, ack)).await.is_ok() {
                         let _ = committed.await;
