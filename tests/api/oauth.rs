@@ -736,3 +736,67 @@ async fn queued_mail_is_held_while_the_grant_is_revoked_and_released_by_consent(
     }
     panic!("the released message was not sent");
 }
+
+/// In the queue too, a token the SMTP server rejects is refreshed once and
+/// tried again before the identity counts as failing; its mail is then held
+/// and a successful test send releases it.
+#[tokio::test]
+async fn the_worker_refreshes_a_rejected_token_once_then_holds_the_mail() {
+    let w = world("oauthqueuereject", json!({})).await;
+    let url = w.consent(&w.ada).await;
+    assert_eq!(w.callback(&w.ada, &url).await.0, 200);
+    w.oauth
+        .control(json!({"email": "intruder@elsewhere.example"}))
+        .await;
+    w.expire_access_token().await;
+    let (status, r) = w
+        .app
+        .send_as(
+            &w.ada,
+            Method::POST,
+            "/api/v1/messages",
+            Some(
+                json!({"to": "parent@home.example", "subject": "Grades", "text": "x",
+                        "identity_id": w.identity}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 202, "{r}");
+    let path = format!("/api/v1/messages/{}", r["id"].as_str().unwrap());
+    let mut held = Value::Null;
+    for _ in 0..200 {
+        let (_, m) = w.app.get(&path, &w.t.admin_key).await;
+        if m["status"] == "held" {
+            held = m;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(held["status"], "held", "the message was not held");
+    let refreshes = w
+        .oauth
+        .token_requests()
+        .iter()
+        .filter(|r| r["grant_type"] == "refresh_token")
+        .count();
+    assert_eq!(refreshes, 2, "one before sending, one after the rejection");
+    assert_eq!(w.identity().await["status"], "failing");
+    assert_eq!(w.smtp.received(0).await.len(), 0);
+
+    // The provider vouches for Ada again; a test send passes and releases
+    // the held message.
+    w.oauth.control(json!({"email": w.ada.email})).await;
+    w.expire_access_token().await;
+    let t = w.test_send().await;
+    assert_eq!(t["ok"], true, "{t:#}");
+    let got = w.smtp.received(2).await;
+    assert_eq!(
+        got.len(),
+        2,
+        "the test message and the released one: {got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m["data"].as_str().unwrap().contains("Grades"))
+    );
+}
