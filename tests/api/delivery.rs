@@ -453,29 +453,30 @@ async fn recipient_variables_send_one_filled_copy_per_recipient() {
     let profile = app
         .create_profile(&t, smtp_profile(&t, "Relay", peer.port, json!({})))
         .await;
-    let url = app.url(&format!("/v3/{}/messages", t.domain));
+    let post = |fields: Vec<(&'static str, String)>| {
+        let req = app
+            .client
+            .post(app.url(&format!("/v3/{}/messages", t.domain)))
+            .basic_auth("api", Some(&t.admin_key))
+            .form(&fields);
+        async move { req.send().await.unwrap() }
+    };
     let vars = json!({
         "ada@home.example": {"first": "Ada", "grade": "A"},
         "Bob@home.example": {"first": "Bob", "grade": 7}
     });
-    let res = app
-        .client
-        .post(&url)
-        .basic_auth("api", Some(&t.admin_key))
-        .form(&[
-            ("from", format!("office@{}", t.domain)),
-            ("to", "ada@home.example, bob@home.example".into()),
-            ("subject", "Report for %recipient.first%".into()),
-            (
-                "text",
-                "Dear %recipient.first%, your grade is %recipient.grade%.".into(),
-            ),
-            ("recipient-variables", vars.to_string()),
-            ("o:herald-profile", profile.clone()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post(vec![
+        ("from", format!("office@{}", t.domain)),
+        ("to", "ada@home.example, bob@home.example".into()),
+        ("subject", "Report for %recipient.first%".into()),
+        (
+            "text",
+            "Dear %recipient.first%, your grade is %recipient.grade%.".into(),
+        ),
+        ("recipient-variables", vars.to_string()),
+        ("o:herald-profile", profile.clone()),
+    ])
+    .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     let shared = body["id"].as_str().unwrap().to_owned();
@@ -501,37 +502,33 @@ async fn recipient_variables_send_one_filled_copy_per_recipient() {
         "Ada does not see Bob"
     );
 
-    let res = app
-        .client
-        .post(&url)
-        .basic_auth("api", Some(&t.admin_key))
-        .form(&[
-            ("from", format!("office@{}", t.domain)),
-            ("to", "ada@home.example".into()),
-            ("cc", "bob@home.example".into()),
-            ("subject", "x".into()),
-            ("text", "x".into()),
-            ("recipient-variables", "{}".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post(vec![
+        ("from", format!("office@{}", t.domain)),
+        ("to", "ada@home.example".into()),
+        ("cc", "bob@home.example".into()),
+        ("subject", "x".into()),
+        ("text", "x".into()),
+        ("recipient-variables", "{}".into()),
+    ])
+    .await;
     assert_eq!(res.status(), 400);
-    for bad in ["not json", "[1,2]", r#"{"a@b.example": 3}"#] {
-        let res = app
-            .client
-            .post(&url)
-            .basic_auth("api", Some(&t.admin_key))
-            .form(&[
-                ("from", format!("office@{}", t.domain)),
-                ("to", "ada@home.example".into()),
-                ("subject", "x".into()),
-                ("text", "x".into()),
-                ("recipient-variables", bad.into()),
-            ])
-            .send()
-            .await
-            .unwrap();
+    // Malformed variables, and a value that would break the Subject line
+    // open: refused before any copy is stored.
+    let injected = json!({"ada@home.example": {"first": "Ada\r\nBcc: thief@evil.example"}});
+    for (subject, bad) in [
+        ("x", "not json".to_owned()),
+        ("x", "[1,2]".to_owned()),
+        ("x", r#"{"a@b.example": 3}"#.to_owned()),
+        ("Hi %recipient.first%", injected.to_string()),
+    ] {
+        let res = post(vec![
+            ("from", format!("office@{}", t.domain)),
+            ("to", "ada@home.example, bob@home.example".into()),
+            ("subject", subject.into()),
+            ("text", "x".into()),
+            ("recipient-variables", bad.clone()),
+        ])
+        .await;
         assert_eq!(res.status(), 400, "{bad}");
     }
     let (_, list) = app.get("/api/v1/messages", &t.admin_key).await;

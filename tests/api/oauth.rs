@@ -4,7 +4,7 @@
 
 use herald_store::Connection;
 use herald_tests::peers::{OAuthPeer, SmtpPeer};
-use herald_tests::{TestApp, TestTenant, TestUser};
+use herald_tests::{TestApp, TestTenant, TestUser, smtp_profile};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -45,41 +45,27 @@ async fn world(slug: &str, oauth_config: Value) -> World {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["client_secret_set"], true);
-    let (status, profile) = app
-        .send(
-            Method::POST,
-            "/api/v1/relay-profiles",
-            &t.admin_key,
-            Some(json!({
-                "name": "Office 365 (test)",
-                "transport": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
-                                       "auth": {"mode": "identity"}}},
-                "from": {"address": format!("office@{}", t.domain)},
-            })),
+    let profile = app
+        .create_profile(
+            &t,
+            smtp_profile(
+                &t,
+                "Office 365 (test)",
+                smtp.port,
+                json!({"auth": {"mode": "identity"}}),
+            ),
         )
         .await;
-    assert_eq!(status, 201, "{profile}");
     // The tenant's own notices go out through the same server.
-    let (status, notices) = app
-        .send(
-            Method::POST,
-            "/api/v1/relay-profiles",
-            &t.admin_key,
-            Some(json!({
-                "name": "Notices",
-                "transport": {"smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
-                                       "auth": {"mode": "none"}}},
-                "from": {"address": format!("herald@{}", t.domain)},
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{notices}");
+    let mut notices = smtp_profile(&t, "Notices", smtp.port, json!({}));
+    notices["from"] = json!({"address": format!("herald@{}", t.domain)});
+    let notices = app.create_profile(&t, notices).await;
     let (status, _) = app
         .send(
             Method::PUT,
             "/api/v1/relay-routing",
             &t.admin_key,
-            Some(json!({"default_profile_id": notices["id"]})),
+            Some(json!({"default_profile_id": notices})),
         )
         .await;
     assert_eq!(status, 200);
@@ -88,7 +74,7 @@ async fn world(slug: &str, oauth_config: Value) -> World {
             &ada,
             Method::POST,
             "/api/v1/identities",
-            Some(json!({"address": ada.email, "profile_id": profile["id"],
+            Some(json!({"address": ada.email, "profile_id": profile,
                         "auth": {"method": "oauth", "provider": "microsoft"}})),
         )
         .await;

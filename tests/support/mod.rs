@@ -104,6 +104,29 @@ impl TestDb {
     }
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 20 s) until a `herald serve` at `base` answers /readyz.
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await
+            && res.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("herald serve did not become ready at {base}");
+}
+
 /// A fresh random master-key entry.
 pub fn master_key(id: &str) -> String {
     herald_crypto::KeyRing::generate_entry(&herald_crypto::KeyId::parse(id).unwrap())

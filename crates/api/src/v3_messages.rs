@@ -241,6 +241,26 @@ fn copies(s: Submission, vars: &RecipientVariables) -> Result<Vec<Submission>, I
         .collect()
 }
 
+/// Mailgun's 404 unless `domain` is one of the caller's sending domains.
+async fn sending_domain(
+    s: &AppState,
+    actor: &herald_domain::Actor,
+    domain: &str,
+) -> Result<(), MailgunError> {
+    let tenant = s.herald.tenant(actor).await?;
+    let ours = DomainName::parse(domain)
+        .ok()
+        .is_some_and(|d| tenant.domains.contains(&d));
+    if ours {
+        Ok(())
+    } else {
+        Err(MailgunError {
+            status: StatusCode::NOT_FOUND,
+            message: "Domain not found".into(),
+        })
+    }
+}
+
 /// `POST /v3/{domain}/messages.parse-only` (the `bench` feature): the same
 /// authentication, domain check and form parsing as sending, then nothing
 /// is stored. The benchmark's measure of the HTTP layer's own limit.
@@ -251,16 +271,7 @@ pub async fn parse_only(
     Path(domain): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, MailgunError> {
-    let tenant = s.herald.tenant(&actor).await?;
-    let ours = DomainName::parse(&domain)
-        .ok()
-        .is_some_and(|d| tenant.domains.contains(&d));
-    if !ours {
-        return Err(MailgunError {
-            status: StatusCode::NOT_FOUND,
-            message: "Domain not found".into(),
-        });
-    }
+    sending_domain(&s, &actor, &domain).await?;
     let fields = fields(req, &s).await?;
     let (submission, _) = submission(fields).map_err(|e| bad(e.to_string()))?;
     Ok(Json(json!({
@@ -276,16 +287,7 @@ pub async fn send(
     Path(domain): Path<String>,
     req: Request,
 ) -> Result<Json<Value>, MailgunError> {
-    let tenant = s.herald.tenant(&actor).await?;
-    let ours = DomainName::parse(&domain)
-        .ok()
-        .is_some_and(|d| tenant.domains.contains(&d));
-    if !ours {
-        return Err(MailgunError {
-            status: StatusCode::NOT_FOUND,
-            message: "Domain not found".into(),
-        });
-    }
+    sending_domain(&s, &actor, &domain).await?;
     let fields = fields(req, &s).await?;
     let (submission, batch) = submission(fields).map_err(|e| bad(e.to_string()))?;
     let Some(vars) = batch else {

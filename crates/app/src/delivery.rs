@@ -164,6 +164,28 @@ impl DeliveryContext {
         Ok(())
     }
 
+    /// The profile read in the last second, unless it is failing (a
+    /// failing profile is read afresh: a fix must apply at once).
+    fn recent_profile(&self, tenant: TenantId, id: RelayProfileId) -> Option<RelayProfile> {
+        self.profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .filter(|(at, p)| {
+                at.elapsed() < PROFILE_TTL
+                    && p.tenant_id == tenant
+                    && p.status == ProfileStatus::Active
+            })
+            .map(|(_, p)| p.clone())
+    }
+
+    fn remember_profile(&self, p: &RelayProfile) {
+        self.profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p.id, (Instant::now(), p.clone()));
+    }
+
     /// Closes idle connections that waited too long.
     pub async fn close_idle(&self) {
         for s in self.pool.evict(|_| false) {
@@ -277,16 +299,28 @@ impl Herald {
             Err(e) => {
                 tracing::error!(message = %job.message.id, error = %e, "delivery failed inside Herald");
                 let text = format!("Herald could not attempt delivery: {e}");
-                self.all(
-                    &job,
-                    &DeliverySettings::default(),
-                    DeliveryOutcome::Temporary,
-                    None,
-                    &text,
-                    delivery_status(None, &text, 0, Duration::ZERO, "", None),
-                )
+                let d = DeliverySettings::default();
+                self.decided(&job, &d, DeliveryOutcome::Temporary, &text, None, 0, "")
             }
         }
+    }
+
+    /// The same outcome, decided without a server's reply (test mode, the
+    /// sandbox, a problem before any connection), for every claimed
+    /// recipient.
+    #[allow(clippy::too_many_arguments)]
+    fn decided(
+        &self,
+        job: &Job,
+        d: &DeliverySettings,
+        outcome: DeliveryOutcome,
+        text: &str,
+        code: Option<u16>,
+        attempt: u32,
+        host: &str,
+    ) -> Delivered {
+        let detail = delivery_status(code, text, attempt, Duration::ZERO, host, None);
+        self.all(job, d, outcome, None, text, detail)
     }
 
     /// The same outcome for every claimed recipient.
@@ -324,37 +358,17 @@ impl Herald {
         let db = self.store.read();
         let Some(profile_id) = m.profile_id else {
             let text = "the message's relay profile was deleted";
-            return Ok(self.all(
-                job,
-                &DeliverySettings::default(),
-                DeliveryOutcome::Permanent { suppress: false },
-                None,
-                text,
-                delivery_status(None, text, 0, Duration::ZERO, "", None),
-            ));
+            let d = DeliverySettings::default();
+            let never = DeliveryOutcome::Permanent { suppress: false };
+            return Ok(self.decided(job, &d, never, text, None, 0, ""));
         };
-        let cached = ctx
-            .profiles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&profile_id)
-            // A failing profile is read afresh: a fix must apply at once.
-            .filter(|(at, p)| {
-                at.elapsed() < PROFILE_TTL
-                    && p.tenant_id == m.tenant_id
-                    && p.status == ProfileStatus::Active
-            })
-            .map(|(_, p)| p.clone());
-        let profile = match cached {
+        let profile = match ctx.recent_profile(m.tenant_id, profile_id) {
             Some(p) => p,
             None => {
                 let p = relay_profiles::get(db, m.tenant_id, profile_id)
                     .await?
                     .ok_or(AppError::NotFound("relay profile"))?;
-                ctx.profiles
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(profile_id, (Instant::now(), p.clone()));
+                ctx.remember_profile(&p);
                 p
             }
         };
@@ -362,14 +376,8 @@ impl Herald {
         let attempt = job.claims.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
         if m.test_mode {
             let text = "test mode: accepted and recorded, not sent";
-            return Ok(self.all(
-                job,
-                d,
-                DeliveryOutcome::Delivered,
-                None,
-                text,
-                delivery_status(Some(250), text, attempt, Duration::ZERO, "", None),
-            ));
+            let sent = DeliveryOutcome::Delivered;
+            return Ok(self.decided(job, d, sent, text, Some(250), attempt, ""));
         }
         let identity = match m.identity_id {
             Some(id) => identities::get(db, m.tenant_id, id).await?,
@@ -378,14 +386,8 @@ impl Herald {
         match &profile.settings.transport {
             Transport::Sandbox => {
                 let text = "sandbox: recorded, nothing left Herald";
-                Ok(self.all(
-                    job,
-                    d,
-                    DeliveryOutcome::Delivered,
-                    None,
-                    text,
-                    delivery_status(Some(250), text, attempt, Duration::ZERO, "sandbox", None),
-                ))
+                let sent = DeliveryOutcome::Delivered;
+                Ok(self.decided(job, d, sent, text, Some(250), attempt, "sandbox"))
             }
             Transport::Mailgun(relay) => {
                 if let Err(wait) = ctx.pace(profile.id, d).await {
@@ -452,24 +454,12 @@ impl Herald {
                         return Ok(held);
                     }
                     Login::Later(why) => {
-                        return Ok(self.all(
-                            job,
-                            d,
-                            DeliveryOutcome::Temporary,
-                            None,
-                            &why,
-                            delivery_status(None, &why, attempt, Duration::ZERO, "", None),
-                        ));
+                        let later = DeliveryOutcome::Temporary;
+                        return Ok(self.decided(job, d, later, &why, None, attempt, ""));
                     }
                     Login::Never(why) => {
-                        return Ok(self.all(
-                            job,
-                            d,
-                            DeliveryOutcome::Permanent { suppress: false },
-                            None,
-                            &why,
-                            delivery_status(None, &why, attempt, Duration::ZERO, "", None),
-                        ));
+                        let never = DeliveryOutcome::Permanent { suppress: false };
+                        return Ok(self.decided(job, d, never, &why, None, attempt, ""));
                     }
                 };
                 if let Err(wait) = ctx.pace(profile.id, d).await {

@@ -3,9 +3,9 @@
 //! the key that sealed stored data; configuration errors name the key.
 
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use herald_store::{Connection, Store};
+use herald_tests::{free_port, wait_ready};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
@@ -56,14 +56,6 @@ fn run(mut cmd: Command) -> Output {
     cmd.output().expect("run herald")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Serving(Child);
 
 impl Drop for Serving {
@@ -71,19 +63,6 @@ impl Drop for Serving {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(res) = client.get(format!("{base}/readyz")).send().await
-            && res.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("herald serve did not become ready at {base}");
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herald_tests::TestDb;
 use herald_tests::peers::SmtpPeer;
+use herald_tests::{TestDb, free_port, wait_ready};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
@@ -51,27 +51,6 @@ fn serve(db: &TestDb, port: u16) -> Serving {
             .spawn()
             .expect("start herald serve"),
     )
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if let Ok(res) = client.get(format!("{base}/readyz")).send().await
-            && res.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("herald serve did not become ready at {base}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// How many times each recipient was received.

@@ -418,9 +418,11 @@ async fn move_scope(
             .exec(db)
             .await?;
         moved += res.rows_affected;
-        for id in chunk {
-            refresh_status(db, tenant, parse(id, "message id")?).await?;
-        }
+        let ids = chunk
+            .iter()
+            .map(|id| parse(id, "message id"))
+            .collect::<Result<Vec<MessageId>, _>>()?;
+        refresh_statuses(db, &ids).await?;
     }
     Ok(moved)
 }
