@@ -141,17 +141,36 @@ async fn secrets_are_sealed_at_rest_and_bound_to_their_row() {
             .is_err()
     );
 
-    // Tampering fails too.
-    let tx = store.begin().await.unwrap();
-    let flip = match store.backend() {
-        herald_store::Backend::Sqlite => {
-            "UPDATE sealed_secret SET ciphertext = X'00' || substr(ciphertext, 2) WHERE owner_id = 'row-1'"
-        }
-        herald_store::Backend::Postgres => {
-            "UPDATE sealed_secret SET ciphertext = overlay(ciphertext placing '\\x00'::bytea from 1 for 1) WHERE owner_id = 'row-1'"
-        }
+    // Tampering fails too: one bit of the stored ciphertext is flipped (a
+    // constant overwrite would leave the row intact whenever the byte already
+    // held that value).
+    let row = store
+        .read()
+        .query_one_raw(sea_orm_stmt(
+            store,
+            &format!(
+                "SELECT ciphertext FROM sealed_secret WHERE owner_id = 'row-1' AND tenant_id = '{}'",
+                a.id
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut bytes: Vec<u8> = row.try_get("", "ciphertext").unwrap();
+    bytes[0] ^= 0x01;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let literal = match store.backend() {
+        herald_store::Backend::Sqlite => format!("X'{hex}'"),
+        herald_store::Backend::Postgres => format!("'\\x{hex}'::bytea"),
     };
-    tx.conn().execute_unprepared(flip).await.unwrap();
+    let tx = store.begin().await.unwrap();
+    tx.conn()
+        .execute_unprepared(&format!(
+            "UPDATE sealed_secret SET ciphertext = {literal} WHERE owner_id = 'row-1' AND tenant_id = '{}'",
+            a.id
+        ))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert!(secrets::get(store.read(), keys, slot_a).await.is_err());
 }
