@@ -241,6 +241,12 @@ pub struct SmtpSession {
     opened: Instant,
     transactions: u32,
     broken: bool,
+    /// The server offered PIPELINING and the session is not recorded: a
+    /// transaction's MAIL, RCPTs and DATA go in one write (RFC 2920), two
+    /// round trips instead of three or more. A recorded session (a test
+    /// send) waits for each reply, so its transcript pairs every command
+    /// with its answer.
+    pipelining: bool,
 }
 
 impl std::fmt::Debug for SmtpSession {
@@ -418,6 +424,7 @@ impl SmtpSession {
                 response = auth_step(&mut conn, limit, next).await?;
             }
         }
+        let pipelining = wire.stop_sniffing() && !record;
         Ok(Self {
             conn,
             wire,
@@ -426,6 +433,7 @@ impl SmtpSession {
             opened: Instant::now(),
             transactions: 0,
             broken: false,
+            pipelining,
         })
     }
 
@@ -522,39 +530,18 @@ impl SmtpSession {
                 params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
             }
             let mail = Mail::new(from.cloned(), params);
-            if let Err(reply) = command(Stage::MailFrom, limit, self.conn.command(mail)).await? {
-                for a in answers.iter_mut() {
-                    *a = Some(Answer::Refused {
-                        stage: Stage::MailFrom,
-                        reply: reply.clone(),
-                    });
+            let (accepted, data_reply) = if self.pipelining {
+                match self.pipelined(mail, to, &mut answers).await? {
+                    Some(sent) => sent,
+                    None => return Ok(()),
                 }
-                self.reset().await;
-                return Ok(());
-            }
-            let mut accepted = Vec::new();
-            for (i, rcpt) in to.iter().enumerate() {
-                match command(
-                    Stage::RcptTo,
-                    limit,
-                    self.conn.command(Rcpt::new(rcpt.clone(), vec![])),
-                )
-                .await?
-                {
-                    Ok(_) => accepted.push(i),
-                    Err(reply) => {
-                        answers[i] = Some(Answer::Refused {
-                            stage: Stage::RcptTo,
-                            reply,
-                        })
-                    }
+            } else {
+                match self.lockstep(mail, to, &mut answers).await? {
+                    Some(sent) => sent,
+                    None => return Ok(()),
                 }
-            }
-            if accepted.is_empty() {
-                self.reset().await;
-                return Ok(());
-            }
-            let end = match command(Stage::Data, limit, self.conn.command(Data)).await? {
+            };
+            let end = match data_reply {
                 Err(reply) => {
                     self.reset().await;
                     Err(reply)
@@ -595,6 +582,102 @@ impl SmtpSession {
         }
     }
 
+    /// MAIL, then each RCPT, then DATA, each waiting for its reply.
+    /// Returns the recipients accepted and the reply to DATA, or `None`
+    /// when there is nothing to send (every answer is filled in and the
+    /// transaction reset).
+    async fn lockstep(
+        &mut self,
+        mail: Mail,
+        to: &[Address],
+        answers: &mut [Option<Answer>],
+    ) -> Result<Option<(Vec<usize>, Result<Reply, Reply>)>, Failure> {
+        let limit = self.limit;
+        if let Err(reply) = command(Stage::MailFrom, limit, self.conn.command(mail)).await? {
+            refuse_all(answers, Stage::MailFrom, &reply);
+            self.reset().await;
+            return Ok(None);
+        }
+        let mut accepted = Vec::new();
+        for (i, rcpt) in to.iter().enumerate() {
+            let rcpt = Rcpt::new(rcpt.clone(), vec![]);
+            match command(Stage::RcptTo, limit, self.conn.command(rcpt)).await? {
+                Ok(_) => accepted.push(i),
+                Err(reply) => {
+                    answers[i] = Some(Answer::Refused {
+                        stage: Stage::RcptTo,
+                        reply,
+                    })
+                }
+            }
+        }
+        if accepted.is_empty() {
+            self.reset().await;
+            return Ok(None);
+        }
+        let data = command(Stage::Data, limit, self.conn.command(Data)).await?;
+        Ok(Some((accepted, data)))
+    }
+
+    /// The same in one write (RFC 2920), then every reply read in order.
+    async fn pipelined(
+        &mut self,
+        mail: Mail,
+        to: &[Address],
+        answers: &mut [Option<Answer>],
+    ) -> Result<Option<(Vec<usize>, Result<Reply, Reply>)>, Failure> {
+        let limit = self.limit;
+        let mut batch = mail.to_string();
+        for rcpt in to {
+            batch.push_str(&Rcpt::new(rcpt.clone(), vec![]).to_string());
+        }
+        batch.push_str(&Data.to_string());
+        self.send_raw(Stage::MailFrom, batch.as_bytes()).await?;
+        let mail = command(Stage::MailFrom, limit, self.conn.read_response()).await?;
+        let mut accepted = Vec::new();
+        for (i, answer) in answers.iter_mut().enumerate().take(to.len()) {
+            match command(Stage::RcptTo, limit, self.conn.read_response()).await? {
+                Ok(_) => accepted.push(i),
+                Err(reply) => {
+                    *answer = Some(Answer::Refused {
+                        stage: Stage::RcptTo,
+                        reply,
+                    })
+                }
+            }
+        }
+        let data = command(Stage::Data, limit, self.conn.read_response()).await?;
+        let nothing_to_send = match &mail {
+            Err(reply) => {
+                refuse_all(answers, Stage::MailFrom, reply);
+                true
+            }
+            Ok(_) => accepted.is_empty(),
+        };
+        if nothing_to_send {
+            if data.is_ok() {
+                // A server that said 354 with no one to send to: end the
+                // empty message; its answer does not matter.
+                self.send_raw(Stage::Data, b".\r\n").await?;
+                let _ = command(Stage::Data, limit, self.conn.read_response()).await?;
+            }
+            self.reset().await;
+            return Ok(None);
+        }
+        Ok(Some((accepted, data)))
+    }
+
+    /// Writes commands to the server without waiting for a reply.
+    async fn send_raw(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), Failure> {
+        use tokio::io::AsyncWriteExt;
+        let wire = &mut self.wire;
+        let write = async {
+            wire.write_all(bytes).await?;
+            wire.flush().await
+        };
+        step(stage, self.limit, write, io_kind).await
+    }
+
     /// RSET after a refused transaction; a connection that does not answer
     /// it is not reused.
     async fn reset(&mut self) {
@@ -614,6 +697,16 @@ impl SmtpSession {
         } else {
             self.conn.abort().await;
         }
+    }
+}
+
+/// The same refusal for every recipient not answered yet.
+fn refuse_all(answers: &mut [Option<Answer>], stage: Stage, reply: &Reply) {
+    for a in answers.iter_mut().filter(|a| a.is_none()) {
+        *a = Some(Answer::Refused {
+            stage,
+            reply: reply.clone(),
+        });
     }
 }
 

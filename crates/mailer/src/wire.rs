@@ -27,6 +27,44 @@ enum Inner {
 struct Shared {
     inner: Inner,
     transcript: Option<Transcript>,
+    /// Watches the server's lines while the session is opened, for the
+    /// EHLO keywords lettre does not keep.
+    sniff: Option<Capabilities>,
+}
+
+/// EHLO keywords seen so far (lettre's `ServerInfo` keeps only the ones
+/// it uses itself).
+#[derive(Default)]
+struct Capabilities {
+    partial: Vec<u8>,
+    pipelining: bool,
+}
+
+impl Capabilities {
+    /// The longest line kept while waiting for its end.
+    const MAX_LINE: usize = 1024;
+
+    fn feed(&mut self, data: &[u8]) {
+        for &b in data {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.partial);
+                self.line(line.strip_suffix(b"\r").unwrap_or(&line));
+            } else if self.partial.len() < Self::MAX_LINE {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        // "250-PIPELINING" or "250 PIPELINING" in an EHLO reply.
+        if line.len() > 4
+            && line.starts_with(b"250")
+            && matches!(line[3], b'-' | b' ')
+            && line[4..].trim_ascii().eq_ignore_ascii_case(b"PIPELINING")
+        {
+            self.pipelining = true;
+        }
+    }
 }
 
 /// A stream shared between lettre (which reads and writes it) and the
@@ -69,7 +107,11 @@ impl Wire {
 
     fn new(inner: Inner, peer: SocketAddr, transcript: Option<Transcript>) -> Self {
         Self {
-            shared: Arc::new(Mutex::new(Shared { inner, transcript })),
+            shared: Arc::new(Mutex::new(Shared {
+                inner,
+                transcript,
+                sniff: Some(Capabilities::default()),
+            })),
             peer,
         }
     }
@@ -91,9 +133,23 @@ impl Wire {
     pub fn put_tls(&self, tls: TlsStream<TcpStream>) {
         let mut s = lock(&self.shared);
         s.inner = Inner::Tls(Box::new(tls));
+        // What was said before TLS no longer counts (RFC 3207): the EHLO
+        // after it is read afresh.
+        if let Some(c) = &mut s.sniff {
+            *c = Capabilities::default();
+        }
         if let Some(t) = &mut s.transcript {
             t.note("TLS established");
         }
+    }
+
+    /// Stops watching the server's lines (the session is open) and says
+    /// whether its last EHLO offered PIPELINING (RFC 2920).
+    pub fn stop_sniffing(&self) -> bool {
+        lock(&self.shared)
+            .sniff
+            .take()
+            .is_some_and(|c| c.pipelining)
     }
 
     /// Whether the stream is encrypted now.
@@ -126,8 +182,17 @@ impl AsyncRead for Wire {
             Inner::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
             Inner::Upgrading => return Poll::Ready(Err(upgrading())),
         };
-        if let (Poll::Ready(Ok(())), Some(t)) = (&res, &mut s.transcript) {
-            t.server_bytes(&buf.filled()[before..]);
+        if let Poll::Ready(Ok(())) = &res {
+            let Shared {
+                transcript, sniff, ..
+            } = &mut *s;
+            let read = &buf.filled()[before..];
+            if let Some(t) = transcript {
+                t.server_bytes(read);
+            }
+            if let Some(c) = sniff {
+                c.feed(read);
+            }
         }
         res
     }
@@ -173,5 +238,33 @@ impl AsyncWrite for Wire {
 impl AsyncTokioStream for Wire {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Capabilities;
+
+    #[test]
+    fn pipelining_is_seen_in_an_ehlo_reply_split_across_reads() {
+        let mut c = Capabilities::default();
+        c.feed(b"220 sink ESMTP\r\n250-sink\r\n250-PIPE");
+        assert!(!c.pipelining);
+        c.feed(b"LINING\r\n250 8BITMIME\r\n");
+        assert!(c.pipelining);
+
+        let mut last = Capabilities::default();
+        last.feed(b"250-sink\r\n250 pipelining\r\n");
+        assert!(last.pipelining, "keywords are case-insensitive");
+    }
+
+    #[test]
+    fn other_lines_do_not_count() {
+        let mut c = Capabilities::default();
+        c.feed(b"220 PIPELINING ready\r\n250-XPIPELINING\r\n550 PIPELINING\r\n250-sink\r\n");
+        assert!(!c.pipelining);
+        // An endless line is cut, not buffered without bound.
+        c.feed(&[b'x'; 10_000]);
+        assert!(c.partial.len() <= Capabilities::MAX_LINE);
     }
 }

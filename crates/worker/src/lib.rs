@@ -49,7 +49,7 @@ type Recorded = (Delivered, oneshot::Sender<()>);
 
 /// In-flight deliveries (sending, or sent and not yet recorded) per
 /// sending slot: a crash repeats at most `concurrency × this`.
-pub const IN_FLIGHT_PER_SLOT: usize = 4;
+pub const IN_FLIGHT_PER_SLOT: usize = 16;
 
 /// Results per commit at most.
 const COMMIT_BATCH: usize = 512;
@@ -84,7 +84,11 @@ impl Worker {
             owner,
         } = self;
         tracing::info!(%owner, concurrency = config.concurrency, "delivery worker started");
-        let ctx = Arc::new(DeliveryContext::new(config.pool));
+        // Every sending slot may hand its connection back at once: a pool
+        // that kept fewer would close connections only to open them again.
+        let mut pool = config.pool;
+        pool.idle_per_key = pool.idle_per_key.max(config.concurrency);
+        let ctx = Arc::new(DeliveryContext::new(pool));
         let (results, rx) = mpsc::channel::<Recorded>(COMMIT_BATCH * 4);
         let committer = tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx));
         // Sending slots bound the SMTP sessions in flight; in-flight slots
