@@ -14,6 +14,7 @@ mod m20261122_000003_oauth;
 mod m20261122_000004_event;
 mod m20261122_000005_queue;
 mod m20261122_000006_delivery;
+mod m20261123_000007_message_body;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_event::Migration),
             Box::new(m20261122_000005_queue::Migration),
             Box::new(m20261122_000006_delivery::Migration),
+            Box::new(m20261123_000007_message_body::Migration),
         ]
     }
 }

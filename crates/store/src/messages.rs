@@ -7,12 +7,12 @@ use herald_domain::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::StoreError;
 use crate::convert::{parse, parse_with};
-use crate::entity::{message, recipient};
+use crate::entity::{message, message_body, recipient};
 
 /// What is stored beside a message's envelope.
 pub struct MessageBody<'a> {
@@ -65,7 +65,6 @@ pub async fn insert_many(
                 tags: Set(body.tags_json.to_owned()),
                 user_variables: Set(body.user_variables_json.to_owned()),
                 size: Set(m.size as i64),
-                mime: Set(body.mime.to_vec()),
                 test_mode: Set(m.test_mode),
                 deliver_after: Set(m.deliver_after.as_micros()),
                 status: Set(MessageStatus::of(&statuses).to_string()),
@@ -74,6 +73,13 @@ pub async fn insert_many(
             }
         });
         message::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+        let bodies = chunk.iter().map(|(m, body, _)| message_body::ActiveModel {
+            message_id: Set(m.id.to_string()),
+            mime: Set(body.mime.to_vec()),
+        });
+        message_body::Entity::insert_many(bodies)
             .exec_without_returning(db)
             .await?;
     }
@@ -127,12 +133,13 @@ pub async fn mime(
     tenant: TenantId,
     id: MessageId,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(message::Entity::find()
-        .filter(message::Column::TenantId.eq(tenant.to_string()))
-        .filter(message::Column::Id.eq(id.to_string()))
+    if get(db, tenant, id).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(message_body::Entity::find_by_id(id.to_string())
         .one(db)
         .await?
-        .map(|m| m.mime))
+        .map(|b| b.mime))
 }
 
 pub async fn recipients(
@@ -466,12 +473,25 @@ pub async fn for_delivery(
 ) -> Result<Vec<(QueuedMessage, Vec<u8>)>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
+        let keys = || chunk.iter().map(|i| i.to_string());
         let rows = message::Entity::find()
-            .filter(message::Column::Id.is_in(chunk.iter().map(|i| i.to_string())))
+            .filter(message::Column::Id.is_in(keys()))
             .all(db)
             .await?;
-        for mut r in rows {
-            let mime = std::mem::take(&mut r.mime);
+        let mut bodies: std::collections::HashMap<String, Vec<u8>> = message_body::Entity::find()
+            .filter(message_body::Column::MessageId.is_in(keys()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|b| (b.message_id, b.mime))
+            .collect();
+        for r in rows {
+            // A message without its body cannot be delivered; it stays
+            // claimed until its lease ends, and shows in the logs.
+            let Some(mime) = bodies.remove(&r.id) else {
+                tracing::error!(message = %r.id, "message body missing");
+                continue;
+            };
             out.push((to_message(r)?, mime));
         }
     }
@@ -487,17 +507,21 @@ pub async fn refresh_statuses(
     let now = Timestamp::now().as_micros();
     for chunk in ids.chunks(500) {
         let keys: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
-        let rows = recipient::Entity::find()
+        let rows: Vec<(String, String)> = recipient::Entity::find()
+            .select_only()
+            .column(recipient::Column::MessageId)
+            .column(recipient::Column::Status)
             .filter(recipient::Column::MessageId.is_in(keys.iter().cloned()))
+            .into_tuple()
             .all(db)
             .await?;
         let mut by_message: std::collections::HashMap<&str, Vec<RecipientStatus>> =
             std::collections::HashMap::new();
-        for r in &rows {
+        for (id, status) in &rows {
             by_message
-                .entry(r.message_id.as_str())
+                .entry(id.as_str())
                 .or_default()
-                .push(parse(&r.status, "recipient status")?);
+                .push(parse(status, "recipient status")?);
         }
         let mut by_status: std::collections::BTreeMap<&'static str, Vec<String>> =
             std::collections::BTreeMap::new();

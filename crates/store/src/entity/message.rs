@@ -19,7 +19,6 @@ pub struct Model {
     /// JSON object of user variables.
     pub user_variables: String,
     pub size: i64,
-    pub mime: Vec<u8>,
     pub test_mode: bool,
     pub deliver_after: i64,
     pub status: String,

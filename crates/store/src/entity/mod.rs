@@ -6,6 +6,7 @@ pub mod event;
 pub mod idempotency_key;
 pub mod identity_user;
 pub mod message;
+pub mod message_body;
 pub mod oauth_app;
 pub mod oauth_state;
 pub mod recipient;
