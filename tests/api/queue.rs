@@ -193,29 +193,21 @@ async fn claims_take_due_recipients_once_and_expired_leases_again() {
     // worker-a dies; its lease expires and worker-b takes over.
     let again = claim("worker-b", now.plus_secs(120)).await;
     assert_eq!(again.len(), 1);
+    let finish = |c| leases::Finish {
+        claim: c,
+        status: RecipientStatus::Delivered,
+        next_attempt_at: now,
+        last_reply: Some("250 ok"),
+    };
     let tx = store.begin().await.unwrap();
-    let lost = leases::finish(
-        tx.conn(),
-        "worker-a",
-        &first[0],
-        RecipientStatus::Delivered,
-        now,
-        Some("250 ok"),
-    )
-    .await
-    .unwrap();
-    assert!(!lost, "the old owner's result is refused");
-    let won = leases::finish(
-        tx.conn(),
-        "worker-b",
-        &again[0],
-        RecipientStatus::Delivered,
-        now,
-        Some("250 ok"),
-    )
-    .await
-    .unwrap();
-    assert!(won);
+    let lost = leases::finish_many(tx.conn(), "worker-a", &[finish(&first[0])])
+        .await
+        .unwrap();
+    assert!(lost.is_empty(), "the old owner's result is refused");
+    let won = leases::finish_many(tx.conn(), "worker-b", &[finish(&again[0])])
+        .await
+        .unwrap();
+    assert!(won.contains(&(due, 0)));
     tx.commit().await.unwrap();
     let rcpts = messages::recipients(store.read(), t.id.parse().unwrap(), due)
         .await
@@ -224,6 +216,7 @@ async fn claims_take_due_recipients_once_and_expired_leases_again() {
         (rcpts[0].status, rcpts[0].attempts),
         (RecipientStatus::Delivered, 1)
     );
+    assert_eq!(rcpts[0].last_reply.as_deref(), Some("250 ok"));
     // The future one becomes due in its time; release gives it back.
     let later = claim("worker-c", now.plus_secs(3601)).await;
     assert_eq!(later.len(), 1);

@@ -752,35 +752,37 @@ impl Herald {
             if let Some((claims, until)) = &r.deferred {
                 leases::defer(db, owner, claims, *until).await?;
             }
-            for f in &r.finished {
-                let c = &f.claim;
-                let kept = leases::finish(
+        }
+        let finishes: Vec<leases::Finish<'_>> = results
+            .iter()
+            .flat_map(|r| &r.finished)
+            .map(|f| leases::Finish {
+                claim: &f.claim,
+                status: f.decision.status,
+                next_attempt_at: f.decision.retry_at.unwrap_or(now),
+                last_reply: f.reply.as_deref(),
+            })
+            .collect();
+        let kept = leases::finish_many(db, owner, &finishes).await?;
+        for f in results.iter().flat_map(|r| &r.finished) {
+            let c = &f.claim;
+            if !kept.contains(&(c.message_id, c.index)) {
+                tracing::warn!(message = %c.message_id, recipient = %c.address, "lease lost before the result was recorded");
+                continue;
+            }
+            evs.push(f.event.clone());
+            if f.decision.suppress {
+                suppressions::add(
                     db,
-                    owner,
-                    c,
-                    f.decision.status,
-                    f.decision.retry_at.unwrap_or(now),
+                    c.tenant_id,
+                    SuppressionKind::Bounce,
+                    &c.address,
+                    f.reply.as_deref().and_then(|r| r.get(..3)),
                     f.reply.as_deref(),
                 )
                 .await?;
-                if !kept {
-                    tracing::warn!(message = %c.message_id, recipient = %c.address, "lease lost before the result was recorded");
-                    continue;
-                }
-                evs.push(f.event.clone());
-                if f.decision.suppress {
-                    suppressions::add(
-                        db,
-                        c.tenant_id,
-                        SuppressionKind::Bounce,
-                        &c.address,
-                        f.reply.as_deref().and_then(|r| r.get(..3)),
-                        f.reply.as_deref(),
-                    )
-                    .await?;
-                }
-                touched.insert(c.message_id);
             }
+            touched.insert(c.message_id);
         }
         let mut paused = BTreeSet::new();
         for r in results {

@@ -9,6 +9,7 @@ use herald_domain::{EmailAddress, MessageId, RecipientStatus, TenantId, Timestam
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, Value,
 };
 
 use crate::StoreError;
@@ -94,51 +95,80 @@ pub async fn claim(
     Ok(out)
 }
 
-/// Records the end of an attempt for a recipient `owner` holds: its new
-/// status, attempts, next attempt and last reply, lease released. Returns
-/// false when the lease was lost (expired and taken by another worker), in
-/// which case nothing is changed.
-pub async fn finish(
+/// The end of one recipient's attempt: its new status, attempts, next
+/// attempt and last reply, lease released.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub claim: &'a Claimed,
+    pub status: RecipientStatus,
+    pub next_attempt_at: Timestamp,
+    pub last_reply: Option<&'a str>,
+}
+
+/// Rows per statement in [`finish_many`] (six parameters each).
+const FINISH_CHUNK: usize = 500;
+
+/// Records the ends of attempts for recipients `owner` holds, one statement
+/// per 500: an UPDATE joined to the new values. Returns the (message, index) pairs whose lease was
+/// still held and are now recorded; the others are left unchanged.
+pub async fn finish_many(
     db: &impl ConnectionTrait,
     owner: &str,
-    c: &Claimed,
-    status: RecipientStatus,
-    next_attempt_at: Timestamp,
-    last_reply: Option<&str>,
-) -> Result<bool, StoreError> {
-    let res = recipient::Entity::update_many()
-        .col_expr(recipient::Column::Status, Expr::value(status.as_str()))
-        .col_expr(
-            recipient::Column::Attempts,
-            Expr::value((c.attempts + 1) as i32),
-        )
-        .col_expr(
-            recipient::Column::NextAttemptAt,
-            Expr::value(next_attempt_at.as_micros()),
-        )
-        .col_expr(
-            recipient::Column::LastReply,
-            Expr::value(last_reply.map(str::to_owned)),
-        )
-        .col_expr(
-            recipient::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            recipient::Column::LeaseExpiresAt,
-            Expr::value(Option::<i64>::None),
-        )
-        .col_expr(
-            recipient::Column::UpdatedAt,
-            Expr::value(Timestamp::now().as_micros()),
-        )
-        .filter(recipient::Column::MessageId.eq(c.message_id.to_string()))
-        .filter(recipient::Column::Idx.eq(c.index as i32))
-        .filter(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
-        .filter(recipient::Column::LeaseOwner.eq(owner))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
+    items: &[Finish<'_>],
+) -> Result<std::collections::HashSet<(MessageId, u32)>, StoreError> {
+    let backend = db.get_database_backend();
+    let now = Timestamp::now().as_micros();
+    let mut kept = std::collections::HashSet::with_capacity(items.len());
+    for chunk in items.chunks(FINISH_CHUNK) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6 + 2);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            let first = values.len();
+            values.extend([
+                f.claim.message_id.to_string().into(),
+                (f.claim.index as i32).into(),
+                f.status.as_str().into(),
+                ((f.claim.attempts + 1) as i32).into(),
+                f.next_attempt_at.as_micros().into(),
+                f.last_reply.map(str::to_owned).into(),
+            ]);
+            let cells: Vec<String> = (first..first + 6)
+                .map(|i| placeholder(backend, i))
+                .collect();
+            rows.push(format!("({})", cells.join(", ")));
+        }
+        let updated_at = placeholder(backend, values.len());
+        values.push(now.into());
+        let owner_at = placeholder(backend, values.len());
+        values.push(owner.into());
+        let sql = format!(
+            "WITH v (message_id, idx, status, attempts, next_attempt_at, last_reply) AS (VALUES {rows}) \
+             UPDATE recipient SET status = v.status, attempts = v.attempts, \
+             next_attempt_at = v.next_attempt_at, last_reply = v.last_reply, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = {updated_at} \
+             FROM v WHERE recipient.message_id = v.message_id AND recipient.idx = v.idx \
+             AND recipient.status = 'delivering' AND recipient.lease_owner = {owner_at} \
+             RETURNING recipient.message_id, recipient.idx",
+            rows = rows.join(", "),
+        );
+        let returned = db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        for r in returned {
+            let id: String = r.try_get("", "message_id")?;
+            let idx: i32 = r.try_get("", "idx")?;
+            kept.insert((parse(&id, "message id")?, idx as u32));
+        }
+    }
+    Ok(kept)
+}
+
+/// The `i`th (from 0) bind parameter in the backend's syntax.
+fn placeholder(backend: DbBackend, i: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${}", i + 1),
+        _ => "?".to_owned(),
+    }
 }
 
 /// Puts claimed recipients back without an attempt, due at `until` (the
