@@ -54,6 +54,29 @@ struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Which parts to run (raw, delivery, acceptance, memory); all by
+    /// default. The raw limit runs whenever delivery does.
+    #[arg(long, value_delimiter = ',', default_values_t = [Part::Raw, Part::Delivery, Part::Acceptance, Part::Memory])]
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Raw,
+    Delivery,
+    Acceptance,
+    Memory,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
+    }
 }
 
 fn running_as_root() -> bool {
@@ -528,16 +551,26 @@ async fn main() {
             .unwrap_or(1)
     );
     let sink = Sink::start(&args.smtp_sink).await;
-    let raw = raw_rate(&args, &sink).await;
-    {
+    let wants = |p: Part| args.parts.contains(&p);
+    let delivery = wants(Part::Delivery);
+    let raw = if delivery || wants(Part::Raw) {
+        raw_rate(&args, &sink).await
+    } else {
+        0.0
+    };
+    if delivery || wants(Part::Acceptance) {
         let s = setup(&args, sink.port).await;
-        delivery_rate(&args, &s, raw).await;
-        acceptance(&args, &s).await;
+        if delivery {
+            delivery_rate(&args, &s, raw).await;
+        }
+        if wants(Part::Acceptance) {
+            acceptance(&args, &s).await;
+        }
         let herald = s.herald.clone();
         s.running.stop().await;
         herald.store().clone().close().await;
     }
-    if args.queued > 0 {
+    if args.queued > 0 && wants(Part::Memory) {
         memory(&args, &sink).await;
     }
     let Sink { mut child, .. } = sink;
