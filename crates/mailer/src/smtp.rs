@@ -507,7 +507,6 @@ impl SmtpSession {
         data: &[u8],
     ) -> TransactionReport {
         self.transactions += 1;
-        let limit = self.limit;
         let mut answers: Vec<Option<Answer>> = vec![None; to.len()];
         let result: Result<(), Failure> = async {
             let mut params = Vec::new();
@@ -546,7 +545,7 @@ impl SmtpSession {
                     self.reset().await;
                     Err(reply)
                 }
-                Ok(_) => command(Stage::Data, limit, self.conn.message(data)).await?,
+                Ok(_) => self.content(data).await?,
             };
             for i in accepted {
                 answers[i] = Some(match &end {
@@ -667,6 +666,13 @@ impl SmtpSession {
         Ok(Some((accepted, data)))
     }
 
+    /// The message after 354 with its end, in one write, and the server's
+    /// answer.
+    async fn content(&mut self, data: &[u8]) -> Result<Result<Reply, Reply>, Failure> {
+        self.send_raw(Stage::Data, &dot_stuffed(data)).await?;
+        command(Stage::Data, self.limit, self.conn.read_response()).await
+    }
+
     /// Writes commands to the server without waiting for a reply.
     async fn send_raw(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), Failure> {
         use tokio::io::AsyncWriteExt;
@@ -698,6 +704,28 @@ impl SmtpSession {
             self.conn.abort().await;
         }
     }
+}
+
+/// A message as sent after DATA (RFC 5321 4.5.2): a dot that starts a line
+/// is doubled, and the end is `CRLF . CRLF` (only `. CRLF` when the message
+/// already ends with a line break).
+fn dot_stuffed(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    let mut from = 0;
+    if data.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    for at in memchr::memmem::find_iter(data, b"\r\n.") {
+        out.extend_from_slice(&data[from..at + 3]);
+        out.push(b'.');
+        from = at + 3;
+    }
+    out.extend_from_slice(&data[from..]);
+    if !data.is_empty() && !data.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
 }
 
 /// The same refusal for every recipient not answered yet.
@@ -775,6 +803,19 @@ mod tests {
         let d = crate::diagnose(&failure, "127.0.0.1", port);
         assert_eq!(d.code, "timeout");
         server.abort();
+    }
+
+    #[test]
+    fn content_is_dot_stuffed_and_ended_once() {
+        assert_eq!(dot_stuffed(b"Hi\r\n"), b"Hi\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"Hi"), b"Hi\r\n.\r\n");
+        assert_eq!(dot_stuffed(b""), b".\r\n");
+        assert_eq!(
+            dot_stuffed(b".top\r\nmid\r\n.\r\n..two\r\nend.\r\n"),
+            b"..top\r\nmid\r\n..\r\n...two\r\nend.\r\n.\r\n"
+        );
+        // A lone LF does not start a line on the wire.
+        assert_eq!(dot_stuffed(b"a\n.b\r\n"), b"a\n.b\r\n.\r\n");
     }
 
     /// A server that hangs up after the greeting is a lost connection.
