@@ -6,10 +6,9 @@
 //! writer (IMMEDIATE transactions) serialises claims.
 
 use herald_domain::{EmailAddress, MessageId, RecipientStatus, TenantId, Timestamp};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, Value,
 };
 
 use crate::StoreError;
@@ -36,62 +35,75 @@ pub async fn claim(
     lease_until: Timestamp,
     limit: u64,
 ) -> Result<Vec<Claimed>, StoreError> {
-    // Two queries, each a range of ix_recipient_due (status,
-    // next_attempt_at): an OR of both would scan the table.
-    let lock = db.get_database_backend() == DbBackend::Postgres;
-    let mut expired = recipient::Entity::find()
-        .filter(recipient::Column::Status.eq(RecipientStatus::Delivering.as_str()))
-        .filter(recipient::Column::LeaseExpiresAt.lt(now.as_micros()))
-        .limit(limit);
-    if lock {
-        expired = expired.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
-    let mut rows = expired.all(db).await?;
-    let left = limit.saturating_sub(rows.len() as u64);
-    if left > 0 {
-        let mut due = recipient::Entity::find()
-            .filter(recipient::Column::Status.eq(RecipientStatus::Queued.as_str()))
-            .filter(recipient::Column::NextAttemptAt.lte(now.as_micros()))
-            .order_by_asc(recipient::Column::NextAttemptAt)
-            .limit(left);
-        if lock {
-            due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    // Two statements, each an UPDATE of a range of ix_recipient_due
+    // (status, next_attempt_at) returning what it claimed: an OR of both
+    // ranges would scan the table. PostgreSQL locks the chosen rows with
+    // SKIP LOCKED so that concurrent workers take disjoint ones.
+    let backend = db.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let mut out = Vec::new();
+    let ranges = [
+        (
+            RecipientStatus::Delivering,
+            "lease_expires_at < {now}",
+            "lease_expires_at",
+        ),
+        (
+            RecipientStatus::Queued,
+            "next_attempt_at <= {now}",
+            "next_attempt_at",
+        ),
+    ];
+    for (status, due, order) in ranges {
+        let left = limit.saturating_sub(out.len() as u64);
+        if left == 0 {
+            break;
         }
-        rows.extend(due.all(db).await?);
-    }
-    // One UPDATE per 200 claimed rows, naming each (message_id, idx).
-    for chunk in rows.chunks(200) {
-        recipient::Entity::update_many()
-            .col_expr(
-                recipient::Column::Status,
-                Expr::value(RecipientStatus::Delivering.as_str()),
-            )
-            .col_expr(recipient::Column::LeaseOwner, Expr::value(owner))
-            .col_expr(
-                recipient::Column::LeaseExpiresAt,
-                Expr::value(lease_until.as_micros()),
-            )
-            .col_expr(recipient::Column::UpdatedAt, Expr::value(now.as_micros()))
-            .filter(
-                Expr::tuple([
-                    Expr::col(recipient::Column::MessageId),
-                    Expr::col(recipient::Column::Idx),
-                ])
-                .in_tuples(chunk.iter().map(|r| (r.message_id.clone(), r.idx))),
-            )
-            .exec(db)
+        let mut values: Vec<Value> = Vec::with_capacity(7);
+        let mut bind = |v: Value| {
+            values.push(v);
+            placeholder(backend, values.len() - 1)
+        };
+        let set_status = bind(RecipientStatus::Delivering.as_str().into());
+        let set_owner = bind(owner.into());
+        let set_until = bind(lease_until.as_micros().into());
+        let set_now = bind(now.as_micros().into());
+        let from = bind(status.as_str().into());
+        let due = due.replace("{now}", &bind(now.as_micros().into()));
+        let limit = bind((left as i64).into());
+        let sql = format!(
+            "UPDATE recipient SET status = {set_status}, lease_owner = {set_owner}, \
+             lease_expires_at = {set_until}, updated_at = {set_now} \
+             WHERE (message_id, idx) IN (SELECT message_id, idx FROM recipient \
+             WHERE status = {from} AND {due} ORDER BY {order} LIMIT {limit}{lock}) \
+             RETURNING tenant_id, message_id, idx, address, attempts"
+        );
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
+        for r in rows {
+            let tenant: String = r.try_get("", "tenant_id")?;
+            let message: String = r.try_get("", "message_id")?;
+            let idx: i32 = r.try_get("", "idx")?;
+            let address: String = r.try_get("", "address")?;
+            let attempts: i32 = r.try_get("", "attempts")?;
+            out.push(Claimed {
+                tenant_id: parse(&tenant, "tenant id")?,
+                message_id: parse(&message, "message id")?,
+                index: idx as u32,
+                address: parse_with(&address, "recipient", EmailAddress::parse)?,
+                attempts: attempts as u32,
+            });
+        }
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(Claimed {
-            tenant_id: parse(&r.tenant_id, "tenant id")?,
-            message_id: parse(&r.message_id, "message id")?,
-            index: r.idx as u32,
-            address: parse_with(&r.address, "recipient", EmailAddress::parse)?,
-            attempts: r.attempts as u32,
-        });
-    }
+    // RETURNING comes in no particular order on PostgreSQL; a message's
+    // recipients go out in the order they were given (RCPT TO follows the
+    // To, Cc, Bcc lists).
+    out.sort_unstable_by_key(|c| (c.message_id, c.index));
     Ok(out)
 }
 

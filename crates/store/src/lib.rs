@@ -118,6 +118,10 @@ impl Store {
                         .synchronous(SqliteSynchronous::Full)
                         .busy_timeout(BUSY_TIMEOUT)
                         .foreign_keys(true)
+                        // Rows cross from SQLite's thread to the caller
+                        // through a bounded channel; at sqlx's 50 a claim
+                        // of 256 messages blocked the thread five times.
+                        .row_buffer_size(1024)
                 });
             opts
         };

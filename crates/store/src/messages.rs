@@ -363,6 +363,24 @@ pub async fn count_recipients(
         .await?)
 }
 
+/// Whether any recipient is still queued or being delivered (two index
+/// lookups, however long the queue).
+pub async fn has_unfinished(db: &impl ConnectionTrait) -> Result<bool, StoreError> {
+    for status in [RecipientStatus::Queued, RecipientStatus::Delivering] {
+        let one = recipient::Entity::find()
+            .select_only()
+            .column(recipient::Column::Idx)
+            .filter(recipient::Column::Status.eq(status.as_str()))
+            .into_tuple::<i32>()
+            .one(db)
+            .await?;
+        if one.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Whose credentials a held message waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SenderScope {
