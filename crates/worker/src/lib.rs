@@ -54,6 +54,9 @@ pub const IN_FLIGHT_PER_SLOT: usize = 16;
 /// Results per commit at most.
 const COMMIT_BATCH: usize = 512;
 
+/// Transactions recording results at once on PostgreSQL.
+const POSTGRES_COMMITTERS: usize = 3;
+
 /// A delivery worker of this process.
 pub struct Worker {
     herald: Herald,
@@ -90,7 +93,17 @@ impl Worker {
         pool.idle_per_key = pool.idle_per_key.max(config.concurrency);
         let ctx = Arc::new(DeliveryContext::new(pool));
         let (results, rx) = mpsc::channel::<Recorded>(COMMIT_BATCH * 4);
-        let committer = tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx));
+        // PostgreSQL commits on several connections at once, so several
+        // committers overlap their round trips and fsyncs; SQLite has one
+        // writer, where a second committer would only wait for it.
+        let committers = match herald.store().backend() {
+            herald_store::Backend::Sqlite => 1,
+            herald_store::Backend::Postgres => POSTGRES_COMMITTERS,
+        };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let committers: Vec<_> = (0..committers)
+            .map(|_| tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx.clone())))
+            .collect();
         // Sending slots bound the SMTP sessions in flight; in-flight slots
         // (a delivery keeps one until its result is committed) bound what a
         // crash can repeat, with room to hide the commit's latency.
@@ -166,7 +179,9 @@ impl Worker {
             while tasks.join_next().await.is_some() {}
         }
         drop(results);
-        let _ = committer.await;
+        for c in committers {
+            let _ = c.await;
+        }
         match herald.release_claims(&owner).await {
             Ok(n) if n > 0 => tracing::info!(%owner, released = n, "released claimed mail"),
             Ok(_) => {}
@@ -182,19 +197,30 @@ impl Worker {
 /// Records results as they come, many per transaction. A failed commit is
 /// retried; if it keeps failing the leases expire and the mail is
 /// delivered again (at least once, never lost).
-async fn commit_loop(herald: Herald, owner: String, mut rx: mpsc::Receiver<Recorded>) {
+async fn commit_loop(
+    herald: Herald,
+    owner: String,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Recorded>>>,
+) {
     let mut batch: Vec<Delivered> = Vec::with_capacity(COMMIT_BATCH);
     let mut acks = Vec::with_capacity(COMMIT_BATCH);
-    while let Some((first, ack)) = rx.recv().await {
-        batch.push(first);
-        acks.push(ack);
-        while batch.len() < COMMIT_BATCH {
-            match rx.try_recv() {
-                Ok((r, ack)) => {
-                    batch.push(r);
-                    acks.push(ack);
+    loop {
+        // One committer gathers while the others commit.
+        {
+            let mut rx = rx.lock().await;
+            let Some((first, ack)) = rx.recv().await else {
+                break;
+            };
+            batch.push(first);
+            acks.push(ack);
+            while batch.len() < COMMIT_BATCH {
+                match rx.try_recv() {
+                    Ok((r, ack)) => {
+                        batch.push(r);
+                        acks.push(ack);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
         }
         let mut delay = Duration::from_millis(50);
