@@ -7,12 +7,20 @@
 //! transaction, then answers each of them. Nobody is answered before their
 //! transaction committed. If a batch fails, its submissions are written
 //! one by one so that one bad submission fails alone.
+//!
+//! The writer also looks up the batch's suppressed recipients, one query per
+//! tenant inside the transaction that stores the messages: a recipient
+//! suppressed before the commit is never queued.
 
-use herald_domain::{EmailAddress, Event, QueuedMessage, RecipientStatus, TenantId};
+use std::collections::HashMap;
+
+use herald_domain::{EmailAddress, Event, EventKind, QueuedMessage, RecipientStatus, Severity};
+use herald_store::suppressions::{self, SuppressionKind};
 use herald_store::{Connection, Store, StoreError, events, idempotency, messages};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppError;
+use crate::send::Accepted;
 
 /// Submissions per transaction at most.
 const BATCH: usize = 256;
@@ -24,13 +32,36 @@ pub(crate) struct Acceptance {
     pub headers_json: String,
     pub tags_json: String,
     pub vars_json: String,
+    /// Distinct addresses, queued or held.
     pub recipients: Vec<(EmailAddress, RecipientStatus)>,
+    /// One `accepted` event per recipient, in the same order.
     pub events: Vec<Event>,
-    /// Tenant, key, request hash and the answer to repeat.
-    pub idempotency: Option<(TenantId, String, String, String)>,
+    /// The answer, its `suppressed` filled in by the writer.
+    pub accepted: Accepted,
+    /// The Idempotency-Key and the request's hash, kept with the answer.
+    pub idempotency: Option<(String, String)>,
 }
 
-type Request = (Acceptance, oneshot::Sender<Result<(), AppError>>);
+impl Acceptance {
+    /// Marks the recipients found on a suppression list (keys are lowercase
+    /// addresses): not queued, their event a permanent `rejected`.
+    fn suppress(&mut self, found: &HashMap<String, SuppressionKind>) {
+        self.accepted.suppressed.clear();
+        for ((address, status), e) in self.recipients.iter_mut().zip(&mut self.events) {
+            let Some(kind) = found.get(&address.as_str().to_lowercase()) else {
+                continue;
+            };
+            *status = RecipientStatus::Suppressed;
+            e.kind = EventKind::Rejected;
+            e.severity = Some(Severity::Permanent);
+            e.reason = Some(kind.reason().to_owned());
+            e.description = Some(format!("{address} is on the {} list", kind.as_str()));
+            self.accepted.suppressed.push(address.clone());
+        }
+    }
+}
+
+type Request = (Acceptance, oneshot::Sender<Result<Accepted, AppError>>);
 
 /// The handle submissions use to reach the writer.
 #[derive(Clone)]
@@ -46,8 +77,8 @@ impl GroupCommit {
         Self { tx }
     }
 
-    /// Commits `a` (with others) and returns once it is durable.
-    pub async fn commit(&self, a: Acceptance) -> Result<(), AppError> {
+    /// Commits `a` (with others) and returns its answer once it is durable.
+    pub async fn commit(&self, a: Acceptance) -> Result<Accepted, AppError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send((a, done))
@@ -58,7 +89,40 @@ impl GroupCommit {
     }
 }
 
-async fn write(db: &impl Connection, a: &Acceptance) -> Result<(), StoreError> {
+/// The suppressions among `batch`'s recipients, one query per tenant.
+async fn suppress(db: &impl Connection, batch: &mut [&mut Acceptance]) -> Result<(), StoreError> {
+    let mut tenants: Vec<_> = batch.iter().map(|a| a.queued.tenant_id).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        let addresses: Vec<&EmailAddress> = batch
+            .iter()
+            .filter(|a| a.queued.tenant_id == tenant)
+            .flat_map(|a| a.recipients.iter().map(|(r, _)| r))
+            .collect();
+        let found: HashMap<String, SuppressionKind> = suppressions::lookup(db, tenant, &addresses)
+            .await?
+            .into_iter()
+            .collect();
+        for a in batch.iter_mut().filter(|a| a.queued.tenant_id == tenant) {
+            a.suppress(&found);
+        }
+    }
+    Ok(())
+}
+
+/// The idempotency row of `a`, with its answer.
+async fn remember(db: &impl Connection, a: &Acceptance) -> Result<(), StoreError> {
+    if let Some((key, hash)) = &a.idempotency {
+        let answer = serde_json::to_string(&a.accepted)
+            .map_err(|e| StoreError::Corrupt(format!("idempotent answer: {e}")))?;
+        idempotency::insert(db, a.queued.tenant_id, key, hash, &answer).await?;
+    }
+    Ok(())
+}
+
+async fn write(db: &impl Connection, a: &mut Acceptance) -> Result<(), StoreError> {
+    suppress(db, &mut [&mut *a]).await?;
     messages::insert(
         db,
         &a.queued,
@@ -72,15 +136,14 @@ async fn write(db: &impl Connection, a: &Acceptance) -> Result<(), StoreError> {
     )
     .await?;
     events::insert_many(db, &a.events).await?;
-    if let Some((tenant, key, hash, answer)) = &a.idempotency {
-        idempotency::insert(db, *tenant, key, hash, answer).await?;
-    }
-    Ok(())
+    remember(db, a).await
 }
 
 /// The whole batch with a few multi-row statements.
-async fn write_batch(store: &Store, batch: &[Request]) -> Result<(), StoreError> {
+async fn write_batch(store: &Store, batch: &mut [Request]) -> Result<(), StoreError> {
     let tx = store.begin().await?;
+    let mut all: Vec<&mut Acceptance> = batch.iter_mut().map(|(a, _)| a).collect();
+    suppress(tx.conn(), &mut all).await?;
     let bodies: Vec<messages::MessageBody<'_>> = batch
         .iter()
         .map(|(a, _)| messages::MessageBody {
@@ -101,10 +164,8 @@ async fn write_batch(store: &Store, batch: &[Request]) -> Result<(), StoreError>
         .flat_map(|(a, _)| a.events.iter().cloned())
         .collect();
     events::insert_many(tx.conn(), &evs).await?;
-    for (a, _) in batch {
-        if let Some((tenant, key, hash, answer)) = &a.idempotency {
-            idempotency::insert(tx.conn(), *tenant, key, hash, answer).await?;
-        }
+    for (a, _) in batch.iter() {
+        remember(tx.conn(), a).await?;
     }
     tx.commit().await
 }
@@ -119,10 +180,10 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        match write_batch(&store, &batch).await {
+        match write_batch(&store, &mut batch).await {
             Ok(()) => {
-                for (_, done) in batch.drain(..) {
-                    let _ = done.send(Ok(()));
+                for (a, done) in batch.drain(..) {
+                    let _ = done.send(Ok(a.accepted));
                 }
             }
             Err(e) if batch.len() == 1 => {
@@ -132,13 +193,13 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "a group commit failed; writing its submissions one by one");
-                for (a, done) in batch.drain(..) {
+                for (mut a, done) in batch.drain(..) {
                     let one = async {
                         let tx = store.begin().await?;
-                        write(tx.conn(), &a).await?;
+                        write(tx.conn(), &mut a).await?;
                         tx.commit().await
                     };
-                    let _ = done.send(one.await.map_err(AppError::from));
+                    let _ = done.send(one.await.map(|()| a.accepted).map_err(AppError::from));
                 }
             }
         }

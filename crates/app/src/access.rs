@@ -74,18 +74,25 @@ impl Herald {
     /// The caller behind an API key, or `Unauthenticated`.
     pub async fn authenticate_api_key(&self, token: &str) -> Result<Actor, AppError> {
         let hash = TokenHash::of(token);
-        let key = api_keys::by_hash(self.store.read(), &hash)
-            .await?
-            .ok_or(AppError::Unauthenticated)?;
-        let now = Timestamp::now();
-        let stale = key
-            .last_used_at
-            .is_none_or(|t| t.plus_secs(TOUCH_EVERY_SECS) < now);
-        if stale {
-            let tx = self.store.begin().await?;
-            api_keys::touch(tx.conn(), key.id, now).await?;
-            tx.commit().await?;
-        }
+        let key = match self.key_cache.get(&hash) {
+            Some(key) => key,
+            None => {
+                let key = api_keys::by_hash(self.store.read(), &hash)
+                    .await?
+                    .ok_or(AppError::Unauthenticated)?;
+                let now = Timestamp::now();
+                let stale = key
+                    .last_used_at
+                    .is_none_or(|t| t.plus_secs(TOUCH_EVERY_SECS) < now);
+                if stale {
+                    let tx = self.store.begin().await?;
+                    api_keys::touch(tx.conn(), key.id, now).await?;
+                    tx.commit().await?;
+                }
+                self.key_cache.put(&hash, &key);
+                key
+            }
+        };
         Ok(Actor {
             tenant_id: key.tenant_id,
             principal: Principal::ApiKey(key.id),

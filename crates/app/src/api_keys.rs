@@ -124,6 +124,7 @@ impl Herald {
         )
         .await?;
         tx.commit().await?;
+        self.key_cache.forget(id);
         Ok(())
     }
 }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use herald_domain::{RelayProfile, RelayProfileId, Tenant, TenantId};
+use herald_crypto::TokenHash;
+use herald_domain::{ApiKey, ApiKeyId, RelayProfile, RelayProfileId, Tenant, TenantId};
 use herald_store::relay_profiles::Routing;
 
 const TTL: Duration = Duration::from_secs(1);
@@ -67,5 +68,43 @@ impl PolicyCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&tenant);
+    }
+}
+
+/// Entries the key cache holds at most; past that, stale ones go first.
+const MAX_KEYS: usize = 10_000;
+
+/// API keys by the hash of their token, kept for a second like the policy
+/// cache: a key deleted through this process stops working at once, one
+/// deleted elsewhere within the second. Only keys that exist are kept, so a
+/// wrong key always reaches the database.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    keys: Mutex<HashMap<String, (Instant, ApiKey)>>,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ApiKey)>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, hash: &TokenHash) -> Option<ApiKey> {
+        fresh(self.lock().get(&hash.0))
+    }
+
+    pub fn put(&self, hash: &TokenHash, key: &ApiKey) {
+        let mut keys = self.lock();
+        if keys.len() >= MAX_KEYS {
+            keys.retain(|_, (at, _)| at.elapsed() < TTL);
+            if keys.len() >= MAX_KEYS {
+                keys.clear();
+            }
+        }
+        keys.insert(hash.0.clone(), (Instant::now(), key.clone()));
+    }
+
+    /// Forgets a deleted key.
+    pub fn forget(&self, id: ApiKeyId) {
+        self.lock().retain(|_, (_, k)| k.id != id);
     }
 }

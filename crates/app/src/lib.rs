@@ -77,6 +77,7 @@ pub struct Herald {
     /// The acceptance writer, started on first use (inside the runtime).
     group_commit: Arc<std::sync::OnceLock<accept::GroupCommit>>,
     policy_cache: Arc<cache::PolicyCache>,
+    key_cache: Arc<cache::KeyCache>,
 }
 
 impl Herald {
@@ -94,6 +95,7 @@ impl Herald {
             queue_signal: Arc::default(),
             group_commit: Arc::default(),
             policy_cache: Arc::default(),
+            key_cache: Arc::default(),
         }
     }
 

@@ -13,7 +13,6 @@ use herald_domain::{
     SenderIdentity, Severity, Timestamp,
 };
 use herald_mailer::message::{AttachmentPart, Outgoing};
-use herald_store::suppressions::{self, SuppressionKind};
 use herald_store::{Connection, events, idempotency, identities, relay_profiles, users};
 
 use crate::accept::Acceptance;
@@ -255,28 +254,26 @@ impl Herald {
             return Err(self.refuse_oversize(actor, &profile, &s, id, total).await?);
         }
 
-        let all: Vec<&Mailbox> = s.to.iter().chain(&s.cc).chain(&s.bcc).collect();
-        let addresses: Vec<&EmailAddress> = all.iter().map(|m| &m.address).collect();
-        let suppressed = suppressions::lookup(db, actor.tenant_id, &addresses).await?;
+        // Suppressions are looked up by the group commit, for the whole
+        // batch at once and inside the transaction that stores the message.
         let held = identity.as_ref().is_some_and(|i| {
             matches!(
                 i.status,
                 IdentityStatus::NeedsReauth | IdentityStatus::Failing
             )
         });
-        let mut recipients = Vec::with_capacity(all.len());
+        let status = if held {
+            RecipientStatus::Held
+        } else {
+            RecipientStatus::Queued
+        };
+        let mut recipients = Vec::with_capacity(count);
         let mut seen = std::collections::HashSet::new();
-        for a in addresses {
-            let key = a.as_str().to_lowercase();
-            if !seen.insert(key.clone()) {
-                continue; // the same address twice gets one copy
+        for m in s.to.iter().chain(&s.cc).chain(&s.bcc) {
+            if seen.insert(m.address.as_str().to_lowercase()) {
+                // the same address twice gets one copy
+                recipients.push((m.address.clone(), status));
             }
-            let status = match suppressed.iter().find(|(k, _)| *k == key) {
-                Some(_) => RecipientStatus::Suppressed,
-                None if held => RecipientStatus::Held,
-                None => RecipientStatus::Queued,
-            };
-            recipients.push((a.clone(), status));
         }
 
         let domain = resolved.from.address.domain().to_owned();
@@ -349,41 +346,19 @@ impl Herald {
         )
         .unwrap_or_else(|_| "{}".into());
 
-        let mut evs = Vec::with_capacity(recipients.len());
-        let mut dropped = Vec::new();
-        for (address, status) in &recipients {
-            let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Accepted);
-            e.profile_id = Some(profile.id);
-            e.identity_id = queued.identity_id;
-            if *status == RecipientStatus::Suppressed {
-                let kind = suppressed
-                    .iter()
-                    .find(|(k, _)| *k == address.as_str().to_lowercase())
-                    .map(|(_, k)| *k)
-                    .unwrap_or(SuppressionKind::Bounce);
-                e.kind = EventKind::Rejected;
-                e.severity = Some(Severity::Permanent);
-                e.reason = Some(kind.reason().to_owned());
-                e.description = Some(format!("{address} is on the {} list", kind.as_str()));
-                dropped.push(address.clone());
-            }
-            evs.push(e);
-        }
-        let accepted = Accepted {
-            id,
-            message_id,
-            suppressed: dropped,
-        };
-        let idempotency = match idempotency {
-            Some(idem) => Some((
-                actor.tenant_id,
-                idem.key.clone(),
-                idem.request_hash.clone(),
-                serde_json::to_string(&accepted).map_err(|e| AppError::Internal(e.to_string()))?,
-            )),
-            None => None,
-        };
-        self.group_commit()
+        // One event per recipient, in the same order (the group commit
+        // turns those of suppressed recipients into `rejected`).
+        let events = recipients
+            .iter()
+            .map(|(address, _)| {
+                let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Accepted);
+                e.profile_id = Some(profile.id);
+                e.identity_id = queued.identity_id;
+                e
+            })
+            .collect();
+        let accepted = self
+            .group_commit()
             .commit(Acceptance {
                 queued,
                 mime,
@@ -391,8 +366,13 @@ impl Herald {
                 tags_json,
                 vars_json,
                 recipients,
-                events: evs,
-                idempotency,
+                events,
+                accepted: Accepted {
+                    id,
+                    message_id,
+                    suppressed: Vec::new(),
+                },
+                idempotency: idempotency.map(|i| (i.key.clone(), i.request_hash.clone())),
             })
             .await?;
         self.queue_signal.notify_one();

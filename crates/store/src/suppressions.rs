@@ -87,18 +87,26 @@ pub async fn lookup(
     if addresses.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<String> = addresses
+    let mut keys: Vec<String> = addresses
         .iter()
         .map(|a| a.as_str().to_lowercase())
         .collect();
-    let mut found: Vec<(String, SuppressionKind)> = suppression::Entity::find()
-        .filter(suppression::Column::TenantId.eq(tenant.to_string()))
-        .filter(suppression::Column::AddressKey.is_in(keys))
-        .all(db)
-        .await?
-        .into_iter()
-        .filter_map(|r| SuppressionKind::parse(&r.kind).map(|k| (r.address_key, k)))
-        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // A group commit asks for many messages' recipients at once: a few
+    // hundred keys per statement stay far below any bind-parameter limit.
+    let mut found: Vec<(String, SuppressionKind)> = Vec::new();
+    for chunk in keys.chunks(500) {
+        let rows = suppression::Entity::find()
+            .filter(suppression::Column::TenantId.eq(tenant.to_string()))
+            .filter(suppression::Column::AddressKey.is_in(chunk.iter().cloned()))
+            .all(db)
+            .await?;
+        found.extend(
+            rows.into_iter()
+                .filter_map(|r| SuppressionKind::parse(&r.kind).map(|k| (r.address_key, k))),
+        );
+    }
     let rank = |k: SuppressionKind| match k {
         SuppressionKind::Bounce => 0,
         SuppressionKind::Complaint => 1,
