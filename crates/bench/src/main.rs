@@ -314,20 +314,30 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// smtp-source's rate against the sink. On two cores it varies by half from
+/// one run to the next (it competes with the sink for the same CPUs), so it
+/// runs three times and the median is the limit; all three are printed.
 async fn raw_rate(args: &Args, sink: &Sink) -> f64 {
     let n = 50_000;
-    let started = Instant::now();
-    let status = tokio::process::Command::new(&args.smtp_source)
-        .args(["-d", "-s", "10", "-l", "5120", "-m", &n.to_string()])
-        .arg(format!("127.0.0.1:{}", sink.port))
-        .status()
-        .await
-        .expect("run smtp-source");
-    assert!(status.success(), "smtp-source failed");
-    let secs = started.elapsed().as_secs_f64();
-    let rate = n as f64 / secs;
+    let mut rates = Vec::with_capacity(3);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let status = tokio::process::Command::new(&args.smtp_source)
+            .args(["-d", "-s", "10", "-l", "5120", "-m", &n.to_string()])
+            .arg(format!("127.0.0.1:{}", sink.port))
+            .status()
+            .await
+            .expect("run smtp-source");
+        assert!(status.success(), "smtp-source failed");
+        rates.push(n as f64 / started.elapsed().as_secs_f64());
+    }
+    let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    rates.sort_by(f64::total_cmp);
+    let rate = rates[1];
     println!(
-        "1. raw limit: smtp-source -d -s 10 -l 5120 -> smtp-sink: {rate:.0} messages/s ({n} in {secs:.2} s)"
+        "1. raw limit: smtp-source -d -s 10 -l 5120 -> smtp-sink: {rate:.0} messages/s \
+         (median of 3 runs of {n}: {})",
+        runs.join(", ")
     );
     rate
 }
