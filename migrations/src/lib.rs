@@ -15,6 +15,7 @@ mod m20261122_000004_event;
 mod m20261122_000005_queue;
 mod m20261122_000006_delivery;
 mod m20261123_000007_message_body;
+mod m20261123_000008_event_log;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_queue::Migration),
             Box::new(m20261122_000006_delivery::Migration),
             Box::new(m20261123_000007_message_body::Migration),
+            Box::new(m20261123_000008_event_log::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod delivery;
+mod events;
 mod http;
 mod identities;
 mod oauth;

@@ -2,13 +2,16 @@
 //! health checks, the OpenAPI document with Swagger UI, and the portal pages.
 
 mod error;
+mod event_view;
 mod extract;
 mod health;
 mod openapi;
 mod portal;
 mod v1;
 mod v3;
+mod v3_events;
 mod v3_messages;
+mod v3_suppressions;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +33,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Mark the session cookie `Secure` (Herald is reached over HTTPS).
     pub secure_cookies: bool,
+    /// Herald's public base URL, for absolute links (Mailgun's paging);
+    /// `None` uses the request's Host.
+    pub public_url: Option<String>,
 }
 
 /// What every handler can reach.

@@ -20,6 +20,18 @@ pub fn router() -> Router<AppState> {
         .route(
             "/{domain}/messages",
             axum::routing::post(crate::v3_messages::send),
+        )
+        .route("/{domain}/events", get(crate::v3_events::list))
+        .route("/{domain}/events/{page}", get(crate::v3_events::page))
+        .route(
+            "/{domain}/{list}",
+            get(crate::v3_suppressions::list)
+                .post(crate::v3_suppressions::add)
+                .delete(crate::v3_suppressions::delete_all),
+        )
+        .route(
+            "/{domain}/{list}/{address}",
+            get(crate::v3_suppressions::get_one).delete(crate::v3_suppressions::delete_one),
         );
     #[cfg(feature = "bench")]
     let r = r.route(

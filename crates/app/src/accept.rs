@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use herald_domain::{EmailAddress, Event, EventKind, QueuedMessage, RecipientStatus, Severity};
-use herald_store::suppressions::{self, SuppressionKind};
+use herald_store::suppressions::{self, Hit};
 use herald_store::{Connection, Store, StoreError, events, idempotency, messages};
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,10 +45,15 @@ pub(crate) struct Acceptance {
 impl Acceptance {
     /// Marks the recipients found on a suppression list (keys are lowercase
     /// addresses): not queued, their event a permanent `rejected`.
-    fn suppress(&mut self, found: &HashMap<String, SuppressionKind>) {
+    fn suppress(&mut self, found: &HashMap<String, Vec<Hit>>) {
         self.accepted.suppressed.clear();
+        let tags: Vec<String> = serde_json::from_str(&self.tags_json).unwrap_or_default();
         for ((address, status), e) in self.recipients.iter_mut().zip(&mut self.events) {
-            let Some(kind) = found.get(&address.as_str().to_lowercase()) else {
+            let Some(kind) = found
+                .get(&address.as_str().to_lowercase())
+                .and_then(|hits| hits.iter().find(|h| h.applies_to(&tags)))
+                .map(|h| h.kind)
+            else {
                 continue;
             };
             *status = RecipientStatus::Suppressed;
@@ -100,10 +105,10 @@ async fn suppress(db: &impl Connection, batch: &mut [&mut Acceptance]) -> Result
             .filter(|a| a.queued.tenant_id == tenant)
             .flat_map(|a| a.recipients.iter().map(|(r, _)| r))
             .collect();
-        let found: HashMap<String, SuppressionKind> = suppressions::lookup(db, tenant, &addresses)
-            .await?
-            .into_iter()
-            .collect();
+        let mut found: HashMap<String, Vec<Hit>> = HashMap::new();
+        for (address, hit) in suppressions::lookup(db, tenant, &addresses).await? {
+            found.entry(address).or_default().push(hit);
+        }
         for a in batch.iter_mut().filter(|a| a.queued.tenant_id == tenant) {
             a.suppress(&found);
         }

@@ -220,8 +220,15 @@ fn delivery_status(
     host: &str,
     tls: Option<bool>,
 ) -> String {
+    // RFC 3463's enhanced code, when the reply's text begins with one.
+    let enhanced = message
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse::<herald_domain::EnhancedCode>().ok())
+        .map(|c| c.to_string());
     serde_json::json!({
         "code": code,
+        "enhanced-code": enhanced,
         "message": message,
         "attempt-no": attempt,
         "session-seconds": elapsed.as_secs_f64(),
@@ -864,7 +871,7 @@ fn finished(
         RecipientStatus::Delivered => EventKind::Delivered,
         _ => EventKind::Failed,
     };
-    let mut event = Event::for_recipient(m.tenant_id, m.id, &c.address, kind);
+    let mut event = Event::for_recipient(m.tenant_id, m.id, &m.mail_from, &c.address, kind);
     event.profile_id = m.profile_id;
     event.identity_id = m.identity_id;
     event.severity = decision.severity;

@@ -76,15 +76,18 @@ impl Herald {
             .parse()
             .map_err(|_: InvalidInput| AppError::NotFound("message"))?;
         let tx = self.store.begin().await?;
-        if messages::get(tx.conn(), actor.tenant_id, id)
-            .await?
-            .is_none()
-        {
+        let Some(message) = messages::get(tx.conn(), actor.tenant_id, id).await? else {
             return Err(AppError::NotFound("message"));
-        }
+        };
         let cancelled = messages::cancel_unsent(tx.conn(), actor.tenant_id, id).await?;
         for address in &cancelled {
-            let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Cancelled);
+            let mut e = Event::for_recipient(
+                actor.tenant_id,
+                id,
+                &message.mail_from,
+                address,
+                EventKind::Cancelled,
+            );
             e.description = Some(format!("cancelled by {}", actor.label));
             events::insert(tx.conn(), &e).await?;
         }
@@ -111,15 +114,18 @@ impl Herald {
             let id: MessageId = raw
                 .parse()
                 .map_err(|_: InvalidInput| AppError::NotFound("message"))?;
-            if messages::get(tx.conn(), actor.tenant_id, id)
-                .await?
-                .is_none()
-            {
+            let Some(message) = messages::get(tx.conn(), actor.tenant_id, id).await? else {
                 return Err(AppError::NotFound("message"));
-            }
+            };
             let again = messages::requeue(tx.conn(), actor.tenant_id, id).await?;
             for address in &again {
-                let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Accepted);
+                let mut e = Event::for_recipient(
+                    actor.tenant_id,
+                    id,
+                    &message.mail_from,
+                    address,
+                    EventKind::Accepted,
+                );
                 e.description = Some(format!("resent by {}", actor.label));
                 events::insert(tx.conn(), &e).await?;
             }

@@ -251,7 +251,9 @@ impl Herald {
         }
         let total: u64 = s.attachments.iter().map(|a| a.bytes.len() as u64).sum();
         if total > attachments.limit_bytes() {
-            return Err(self.refuse_oversize(actor, &profile, &s, id, total).await?);
+            return Err(self
+                .refuse_oversize(actor, &profile, &s, &resolved, id, total)
+                .await?);
         }
 
         // Suppressions are looked up by the group commit, for the whole
@@ -351,7 +353,13 @@ impl Herald {
         let events = recipients
             .iter()
             .map(|(address, _)| {
-                let mut e = Event::for_recipient(actor.tenant_id, id, address, EventKind::Accepted);
+                let mut e = Event::for_recipient(
+                    actor.tenant_id,
+                    id,
+                    &queued.mail_from,
+                    address,
+                    EventKind::Accepted,
+                );
                 e.profile_id = Some(profile.id);
                 e.identity_id = queued.identity_id;
                 e
@@ -385,6 +393,7 @@ impl Herald {
         actor: &Actor,
         profile: &RelayProfile,
         s: &Submission,
+        resolved: &herald_domain::policy::Resolved,
         id: MessageId,
         total: u64,
     ) -> Result<AppError, AppError> {
@@ -396,7 +405,13 @@ impl Herald {
         );
         let tx = self.store.begin().await?;
         for m in s.to.iter().chain(&s.cc).chain(&s.bcc) {
-            let mut e = Event::for_recipient(actor.tenant_id, id, &m.address, EventKind::Rejected);
+            let mut e = Event::for_recipient(
+                actor.tenant_id,
+                id,
+                &resolved.envelope_from,
+                &m.address,
+                EventKind::Rejected,
+            );
             e.profile_id = Some(profile.id);
             e.severity = Some(Severity::Permanent);
             e.reason = Some("max-size".into());

@@ -3,7 +3,8 @@
 use herald_crypto::{SecretString, generate_password, hash_password};
 use herald_domain::{
     Actor, AuditAction, ChangedFields, DisplayName, DomainName, EmailAddress, InvalidInput,
-    Principal, Role, Tenant, TenantId, TenantName, TenantSlug, Timestamp, User, UserId,
+    Principal, RetentionDays, Role, Tenant, TenantId, TenantName, TenantSlug, Timestamp, User,
+    UserId,
 };
 use herald_domain::{
     AttachmentPolicy, DeliverySettings, FromMailbox, ProfileName, ProfileSettings, RelayProfile,
@@ -39,6 +40,7 @@ pub struct CreatedTenant {
 pub struct TenantPatch {
     pub name: Option<String>,
     pub domains: Option<Vec<String>>,
+    pub event_retention_days: Option<i64>,
 }
 
 pub(crate) fn parse_domains(domains: &[String]) -> Result<Vec<DomainName>, InvalidInput> {
@@ -112,6 +114,7 @@ impl Herald {
             slug,
             name,
             domains,
+            event_retention_days: RetentionDays::DEFAULT,
             created_at: now,
         };
         let owner = User {
@@ -234,6 +237,10 @@ impl Herald {
         actor.require(Role::Admin)?;
         let name = patch.name.as_deref().map(TenantName::parse).transpose()?;
         let domains = patch.domains.as_deref().map(parse_domains).transpose()?;
+        let retention = patch
+            .event_retention_days
+            .map(RetentionDays::new)
+            .transpose()?;
         if domains.as_ref().is_some_and(Vec::is_empty) {
             return Err(
                 InvalidInput::new("domains", "at least one sending domain is required").into(),
@@ -251,6 +258,10 @@ impl Herald {
         if let Some(domains) = &domains {
             fields.compare("domains", &before.domains, domains);
             tenants::set_domains(tx.conn(), actor.tenant_id, domains).await?;
+        }
+        if let Some(days) = retention {
+            fields.compare("event_retention_days", &before.event_retention_days, &days);
+            tenants::set_retention(tx.conn(), actor.tenant_id, days).await?;
         }
         if !fields.is_empty() {
             record(

@@ -119,6 +119,9 @@ pub struct Event {
     pub profile_id: Option<RelayProfileId>,
     pub message_id: Option<MessageId>,
     pub recipient: Option<EmailAddress>,
+    /// The sending domain of a message event (its envelope sender's, in
+    /// lower case): what Mailgun's `/v3/{domain}/events` is scoped by.
+    pub domain: Option<String>,
     pub severity: Option<Severity>,
     /// Mailgun's reason: generic, bounce, suppress-bounce, old, …
     pub reason: Option<String>,
@@ -146,6 +149,7 @@ impl Event {
             profile_id: None,
             message_id: None,
             recipient: None,
+            domain: None,
             severity: None,
             reason: None,
             description,
@@ -153,7 +157,6 @@ impl Event {
         }
     }
 
-    /// An event about one recipient of a message, now.
     /// An event about a relay profile (paused, resumed).
     pub fn for_profile(
         tenant_id: TenantId,
@@ -168,9 +171,11 @@ impl Event {
         }
     }
 
+    /// An event about one recipient of a message sent from `sender`, now.
     pub fn for_recipient(
         tenant_id: TenantId,
         message_id: MessageId,
+        sender: &EmailAddress,
         recipient: &EmailAddress,
         kind: EventKind,
     ) -> Self {
@@ -183,10 +188,133 @@ impl Event {
             profile_id: None,
             message_id: Some(message_id),
             recipient: Some(recipient.clone()),
+            domain: Some(sender.domain().to_ascii_lowercase()),
             severity: None,
             reason: None,
             description: None,
             detail: None,
         }
     }
+}
+
+/// One filter of an event search: any of `values` matches (Mailgun's
+/// `a OR b`), and `negated` inverts it (`NOT a`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub negated: bool,
+}
+
+impl Terms {
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Parses a Mailgun filter expression: `value`, `a OR b OR c`, or `NOT`
+    /// before either. Quotes around a value are removed. Parentheses and
+    /// `AND` are refused (a field given twice is already an AND).
+    pub fn parse(field: &'static str, expr: &str) -> Result<Self, InvalidInput> {
+        let bad = |why: &str| InvalidInput::new(field, format!("{expr:?}: {why}"));
+        if expr.chars().any(|c| c.is_control()) {
+            return Err(bad("control characters are not allowed"));
+        }
+        let mut rest = expr.trim();
+        let mut negated = false;
+        if let Some(r) = rest.strip_prefix("NOT ") {
+            negated = true;
+            rest = r.trim_start();
+        }
+        if rest.contains('(') && !rest.starts_with('"') {
+            return Err(bad("parentheses are not supported; use a OR b, or NOT a"));
+        }
+        let mut values = Vec::new();
+        for part in rest.split(" OR ") {
+            let v = part.trim();
+            if v == "AND" || v.contains(" AND ") {
+                return Err(bad("AND is not supported; give the field twice"));
+            }
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            if v.is_empty() {
+                return Err(bad("an empty value"));
+            }
+            if v.len() > 998 {
+                return Err(bad("a value longer than 998 characters"));
+            }
+            values.push(v.to_owned());
+        }
+        Ok(Self { values, negated })
+    }
+}
+
+/// What an event search selects: every filter must match (a field given
+/// twice is an AND of both). Message filters (`from`, `subject`, …) apply to
+/// the message an event is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only events of messages sent from this domain (`/v3/{domain}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event: Vec<Terms>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub severity: Vec<Terms>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipient: Vec<Terms>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<Terms>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<Terms>,
+    /// A value matches when the subject contains it (case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject: Vec<Terms>,
+    /// The Message-ID header, without angle brackets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_id: Vec<Terms>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Terms>,
+    /// Herald's message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityId>,
+}
+
+/// An event search: the filter, the time range (both ends inclusive) and
+/// the direction. Pages continue strictly after `(ts, id)` in that
+/// direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSearch {
+    pub filter: EventFilter,
+    /// Microseconds; `None` is unbounded.
+    pub begin: Option<i64>,
+    pub end: Option<i64>,
+    pub ascending: bool,
+}
+
+/// The message an event is about, as events report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMessage {
+    pub mail_from: String,
+    pub message_id_header: String,
+    pub subject: String,
+    /// JSON: to, from, subject, message-id.
+    pub headers: String,
+    /// JSON array.
+    pub tags: String,
+    /// JSON object.
+    pub user_variables: String,
+    pub size: u64,
+    pub test_mode: bool,
+}
+
+/// An event with its message (absent when the event is not about a stored
+/// message, or the message is gone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub event: Event,
+    pub message: Option<EventMessage>,
 }

@@ -26,7 +26,9 @@ pub mod time;
 pub use audit::{AuditAction, ChangedFields};
 pub use delivery::{BatchSize, BounceMailbox, DeliverySettings, MailboxAuth, MailboxProtocol};
 pub use email::{DisplayName, EmailAddress};
-pub use event::{Event, EventKind, Severity};
+pub use event::{
+    Event, EventFilter, EventKind, EventMessage, EventRecord, EventSearch, Severity, Terms,
+};
 pub use identity::{IdentityAuth, IdentityStatus, OAuthProvider, SenderIdentity};
 pub use ids::{
     ApiKeyId, AuditEntryId, EventId, IdentityId, MessageId, RelayProfileId, SessionId, TenantId,
@@ -45,7 +47,7 @@ pub use relay::{
     AttachmentLimitMb, Port, RelayHost, RetrySchedule, SecurityMode, SmtpTimeout, ThrottleRate,
 };
 pub use role::Role;
-pub use tenant::{DomainName, TenantName, TenantSlug};
+pub use tenant::{DomainName, RetentionDays, TenantName, TenantSlug};
 pub use time::Timestamp;
 
 /// A value from outside that could not be parsed into a domain type. `field`

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{
     ApiKeyId, AuditAction, AuditEntryId, ChangedFields, DisplayName, DomainName, EmailAddress,
-    Role, TenantId, TenantName, TenantSlug, Timestamp, UserId,
+    RetentionDays, Role, TenantId, TenantName, TenantSlug, Timestamp, UserId,
 };
 
 /// One customer of the product that runs Herald.
@@ -16,6 +16,8 @@ pub struct Tenant {
     pub name: TenantName,
     /// The domains this tenant may send from.
     pub domains: Vec<DomainName>,
+    /// Days of events kept before the background purge removes them.
+    pub event_retention_days: RetentionDays,
     pub created_at: Timestamp,
 }
 

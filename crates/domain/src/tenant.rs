@@ -156,3 +156,53 @@ mod tests {
         }
     }
 }
+
+/// How many days of events a tenant keeps (1–3,650; 30 unless the tenant
+/// chooses). Older events are purged in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetentionDays(u16);
+
+impl RetentionDays {
+    pub const DEFAULT: Self = Self(30);
+
+    pub fn new(days: i64) -> Result<Self, InvalidInput> {
+        if (1..=3650).contains(&days) {
+            Ok(Self(days as u16))
+        } else {
+            Err(InvalidInput::new(
+                "event_retention_days",
+                format!("{days} is not 1 to 3650 days"),
+            ))
+        }
+    }
+
+    pub fn days(self) -> u16 {
+        self.0
+    }
+
+    /// The retention in microseconds.
+    pub fn as_micros(self) -> i64 {
+        i64::from(self.0) * 86_400 * 1_000_000
+    }
+}
+
+impl Default for RetentionDays {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::RetentionDays;
+
+    #[test]
+    fn retention_is_one_day_to_ten_years() {
+        assert!(RetentionDays::new(0).is_err());
+        assert!(RetentionDays::new(-5).is_err());
+        assert!(RetentionDays::new(3651).is_err());
+        assert_eq!(RetentionDays::new(1).unwrap().days(), 1);
+        assert_eq!(RetentionDays::new(3650).unwrap().days(), 3650);
+        assert_eq!(RetentionDays::default().as_micros(), 30 * 86_400_000_000);
+    }
+}

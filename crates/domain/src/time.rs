@@ -45,11 +45,59 @@ impl Timestamp {
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
             .unwrap_or_default()
     }
+
+    /// RFC 2822 in UTC, as Mailgun writes dates: `Mon, 23 Nov 2026 10:00:00 UTC`.
+    pub fn to_rfc2822(self) -> String {
+        chrono::DateTime::from_timestamp(self.0.div_euclid(1_000_000), 0)
+            .map(|t| t.format("%a, %d %b %Y %H:%M:%S UTC").to_string())
+            .unwrap_or_default()
+    }
+
+    /// A time as Mailgun's APIs take it: epoch seconds (a fraction allowed),
+    /// an RFC 2822 date, or an RFC 3339 one.
+    pub fn parse_api(field: &'static str, value: &str) -> Result<Self, crate::InvalidInput> {
+        let v = value.trim();
+        if let Ok(secs) = v.parse::<f64>() {
+            // Up to the year 9999.
+            if secs.is_finite() && (0.0..253_402_300_800.0).contains(&secs) {
+                return Ok(Self((secs * 1_000_000.0).round() as i64));
+            }
+        } else if let Ok(t) = chrono::DateTime::parse_from_rfc2822(
+            // Mailgun writes its own dates with "UTC", which RFC 2822 lacks.
+            &v.strip_suffix(" UTC")
+                .map_or_else(|| v.to_owned(), |d| format!("{d} +0000")),
+        )
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(v))
+        {
+            return Ok(Self(t.timestamp_micros()));
+        }
+        Err(crate::InvalidInput::new(
+            field,
+            format!("{value:?} is not epoch seconds or an RFC 2822 date"),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times() {
+        let t = Timestamp::parse_api("begin", "Mon, 23 Nov 2026 10:00:00 GMT").unwrap();
+        assert_eq!(t, Timestamp::parse_api("begin", "1795428000").unwrap());
+        assert_eq!(t.to_rfc2822(), "Mon, 23 Nov 2026 10:00:00 UTC");
+        assert_eq!(Timestamp::parse_api("begin", &t.to_rfc2822()).unwrap(), t);
+        assert_eq!(
+            Timestamp::parse_api("begin", "1795428000.25")
+                .unwrap()
+                .as_micros(),
+            1_795_428_000_250_000
+        );
+        for bad in ["", "yesterday", "-1", "NaN", "1e300", "Mon, 32 Nov 2026"] {
+            assert!(Timestamp::parse_api("begin", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339() {

@@ -203,6 +203,9 @@ pub struct WorkerSection {
     pub messages_per_connection: u32,
     /// Seconds an idle pooled connection is kept.
     pub idle_connection_seconds: u64,
+    /// How often events past their tenant's retention are purged, in
+    /// seconds.
+    pub purge_interval_seconds: u64,
 }
 
 impl Default for WorkerSection {
@@ -215,6 +218,7 @@ impl Default for WorkerSection {
             shutdown_grace_seconds: 20,
             messages_per_connection: 100,
             idle_connection_seconds: 30,
+            purge_interval_seconds: 600,
         }
     }
 }

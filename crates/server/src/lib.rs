@@ -121,6 +121,7 @@ fn state(herald: Herald, config: &Config) -> AppState {
         http: HttpSettings {
             max_body_bytes: config.http.max_body_bytes,
             secure_cookies: config.secure_cookies(),
+            public_url: config.public_url.clone(),
         },
     }
 }
@@ -134,6 +135,7 @@ pub struct Running {
     worker: Option<(
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<()>,
     )>,
 }
 
@@ -143,9 +145,10 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
-        if let Some((stop, task)) = self.worker {
+        if let Some((stop, task, purge)) = self.worker {
             let _ = stop.send(true);
             let _ = task.await;
+            let _ = purge.await;
         }
     }
 }
@@ -166,7 +169,12 @@ pub async fn start(config: &Config, herald: Herald) -> Result<Running, StartErro
     let worker = config.role.delivers().then(|| {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let w = herald_worker::Worker::new(herald.clone(), worker_config(config));
-        (stop, tokio::spawn(w.run(stopped)))
+        let purge = tokio::spawn(herald_worker::purge_loop(
+            herald.clone(),
+            Duration::from_secs(config.worker.purge_interval_seconds.max(1)),
+            stopped.clone(),
+        ));
+        (stop, tokio::spawn(w.run(stopped)), purge)
     });
     Ok(Running {
         addr,

@@ -2,9 +2,13 @@
 
 use herald_domain::{EmailAddress, TenantId, Timestamp};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use crate::StoreError;
+use crate::convert::parse_with;
 use crate::entity::suppression;
 
 /// Why an address is suppressed (Mailgun's three lists).
@@ -33,7 +37,22 @@ impl SuppressionKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// Mailgun's list name: bounces, unsubscribes, complaints.
+    pub fn list_name(self) -> &'static str {
+        match self {
+            Self::Bounce => "bounces",
+            Self::Unsubscribe => "unsubscribes",
+            Self::Complaint => "complaints",
+        }
+    }
+
+    pub fn from_list_name(s: &str) -> Option<Self> {
+        [Self::Bounce, Self::Unsubscribe, Self::Complaint]
+            .into_iter()
+            .find(|k| k.list_name() == s)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
         [Self::Bounce, Self::Unsubscribe, Self::Complaint]
             .into_iter()
             .find(|k| k.as_str() == s)
@@ -77,13 +96,36 @@ pub async fn add(
     Ok(())
 }
 
-/// For each of `addresses` that is suppressed, the list it is on (bounce
-/// first, then complaint, then unsubscribe).
+/// What suppresses an address: its list and, for an unsubscribe, the tags
+/// it applies to (none: all mail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub kind: SuppressionKind,
+    pub tags: Vec<String>,
+}
+
+impl Hit {
+    /// Whether this entry stops a message carrying `message_tags`: bounces
+    /// and complaints always; an unsubscribe from some tags (Mailgun's
+    /// per-tag unsubscribe) only a message with one of them, and `*` or no
+    /// tag means every message.
+    pub fn applies_to(&self, message_tags: &[String]) -> bool {
+        self.kind != SuppressionKind::Unsubscribe
+            || self.tags.is_empty()
+            || self
+                .tags
+                .iter()
+                .any(|t| t == "*" || message_tags.contains(t))
+    }
+}
+
+/// For each of `addresses` that is on a list, its entries (bounce first,
+/// then complaint, then unsubscribe), keyed by the lowercased address.
 pub async fn lookup(
     db: &impl ConnectionTrait,
     tenant: TenantId,
     addresses: &[&EmailAddress],
-) -> Result<Vec<(String, SuppressionKind)>, StoreError> {
+) -> Result<Vec<(String, Hit)>, StoreError> {
     if addresses.is_empty() {
         return Ok(Vec::new());
     }
@@ -95,24 +137,163 @@ pub async fn lookup(
     keys.dedup();
     // A group commit asks for many messages' recipients at once: a few
     // hundred keys per statement stay far below any bind-parameter limit.
-    let mut found: Vec<(String, SuppressionKind)> = Vec::new();
+    let mut found: Vec<(String, Hit)> = Vec::new();
     for chunk in keys.chunks(500) {
         let rows = suppression::Entity::find()
             .filter(suppression::Column::TenantId.eq(tenant.to_string()))
             .filter(suppression::Column::AddressKey.is_in(chunk.iter().cloned()))
             .all(db)
             .await?;
-        found.extend(
-            rows.into_iter()
-                .filter_map(|r| SuppressionKind::parse(&r.kind).map(|k| (r.address_key, k))),
-        );
+        found.extend(rows.into_iter().filter_map(|r| {
+            let kind = SuppressionKind::parse(&r.kind)?;
+            let tags = r
+                .tags
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            Some((r.address_key, Hit { kind, tags }))
+        }));
     }
     let rank = |k: SuppressionKind| match k {
         SuppressionKind::Bounce => 0,
         SuppressionKind::Complaint => 1,
         SuppressionKind::Unsubscribe => 2,
     };
-    found.sort_by_key(|(a, k)| (a.clone(), rank(*k)));
-    found.dedup_by(|a, b| a.0 == b.0);
+    found.sort_by(|(a, x), (b, y)| a.cmp(b).then(rank(x.kind).cmp(&rank(y.kind))));
     Ok(found)
+}
+
+/// One suppressed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub kind: SuppressionKind,
+    pub address: EmailAddress,
+    /// SMTP reply code (bounces).
+    pub code: Option<String>,
+    /// The reply's text or why it was added (bounces).
+    pub error: Option<String>,
+    /// Tags an unsubscribe applies to (empty: all mail).
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+fn to_suppression(r: suppression::Model) -> Result<Suppression, StoreError> {
+    Ok(Suppression {
+        kind: SuppressionKind::parse(&r.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("suppression kind {:?}", r.kind)))?,
+        address: parse_with(&r.address, "suppressed address", EmailAddress::parse)?,
+        code: r.code,
+        error: r.error,
+        tags: r
+            .tags
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default(),
+        created_at: Timestamp::from_micros(r.created_at),
+    })
+}
+
+/// Adds or replaces entries (a repeated address keeps its newest values).
+pub async fn put_many(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    entries: &[Suppression],
+) -> Result<(), StoreError> {
+    for chunk in entries.chunks(200) {
+        suppression::Entity::insert_many(chunk.iter().map(|e| suppression::ActiveModel {
+            tenant_id: Set(tenant.to_string()),
+            kind: Set(e.kind.as_str().to_owned()),
+            address_key: Set(e.address.as_str().to_lowercase()),
+            address: Set(e.address.to_string()),
+            code: Set(e.code.clone()),
+            error: Set(e.error.clone()),
+            tags: Set(
+                (!e.tags.is_empty()).then(|| serde_json::to_string(&e.tags).unwrap_or_default()),
+            ),
+            created_at: Set(e.created_at.as_micros()),
+        }))
+        .on_conflict(
+            OnConflict::columns([
+                suppression::Column::TenantId,
+                suppression::Column::Kind,
+                suppression::Column::AddressKey,
+            ])
+            .update_columns([
+                suppression::Column::Address,
+                suppression::Column::Code,
+                suppression::Column::Error,
+                suppression::Column::Tags,
+                suppression::Column::CreatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A page of one list in address order: after `after` (ascending) or
+/// before it (descending, for a previous page), at most `limit`.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    kind: SuppressionKind,
+    after: Option<&str>,
+    ascending: bool,
+    limit: u64,
+) -> Result<Vec<Suppression>, StoreError> {
+    let mut q = suppression::Entity::find()
+        .filter(suppression::Column::TenantId.eq(tenant.to_string()))
+        .filter(suppression::Column::Kind.eq(kind.as_str()));
+    if let Some(a) = after {
+        let a = a.to_lowercase();
+        q = q.filter(if ascending {
+            suppression::Column::AddressKey.gt(a)
+        } else {
+            suppression::Column::AddressKey.lt(a)
+        });
+    }
+    let order = if ascending { Order::Asc } else { Order::Desc };
+    q.order_by(suppression::Column::AddressKey, order)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_suppression)
+        .collect()
+}
+
+/// One address on one list.
+pub async fn get(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    kind: SuppressionKind,
+    address: &str,
+) -> Result<Option<Suppression>, StoreError> {
+    suppression::Entity::find()
+        .filter(suppression::Column::TenantId.eq(tenant.to_string()))
+        .filter(suppression::Column::Kind.eq(kind.as_str()))
+        .filter(suppression::Column::AddressKey.eq(address.to_lowercase()))
+        .one(db)
+        .await?
+        .map(to_suppression)
+        .transpose()
+}
+
+/// Removes one address from a list, or (`address` `None`) the whole list;
+/// returns how many entries went.
+pub async fn delete(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    kind: SuppressionKind,
+    address: Option<&str>,
+) -> Result<u64, StoreError> {
+    let mut q = suppression::Entity::delete_many()
+        .filter(suppression::Column::TenantId.eq(tenant.to_string()))
+        .filter(suppression::Column::Kind.eq(kind.as_str()));
+    if let Some(a) = address {
+        q = q.filter(suppression::Column::AddressKey.eq(a.to_lowercase()));
+    }
+    Ok(q.exec(db).await?.rows_affected)
 }

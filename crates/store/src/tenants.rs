@@ -1,6 +1,8 @@
 //! Tenants and their sending domains.
 
-use herald_domain::{DomainName, Tenant, TenantId, TenantName, TenantSlug, Timestamp};
+use herald_domain::{
+    DomainName, RetentionDays, Tenant, TenantId, TenantName, TenantSlug, Timestamp,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder,
@@ -15,6 +17,7 @@ pub async fn insert(db: &impl ConnectionTrait, t: &Tenant) -> Result<(), StoreEr
         id: Set(t.id.to_string()),
         slug: Set(t.slug.to_string()),
         name: Set(t.name.to_string()),
+        event_retention_days: Set(i32::from(t.event_retention_days.days())),
         created_at: Set(t.created_at.as_micros()),
         updated_at: Set(t.created_at.as_micros()),
     })
@@ -66,6 +69,45 @@ pub async fn rename(
     Ok(())
 }
 
+/// Sets how many days of events the tenant keeps.
+pub async fn set_retention(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    days: herald_domain::RetentionDays,
+) -> Result<(), StoreError> {
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::EventRetentionDays,
+            i32::from(days.days()).into(),
+        )
+        .col_expr(
+            tenant::Column::UpdatedAt,
+            Timestamp::now().as_micros().into(),
+        )
+        .filter(tenant::Column::Id.eq(tenant_id.to_string()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Every tenant's id and event retention (for the purge).
+pub async fn retentions(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(TenantId, RetentionDays)>, StoreError> {
+    tenant::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok((
+                parse(&r.id, "tenant id")?,
+                RetentionDays::new(i64::from(r.event_retention_days))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ))
+        })
+        .collect()
+}
+
 pub async fn get(
     db: &impl ConnectionTrait,
     tenant_id: TenantId,
@@ -111,6 +153,8 @@ async fn with_domains(db: &impl ConnectionTrait, row: tenant::Model) -> Result<T
         slug: parse_with(&row.slug, "tenant slug", TenantSlug::parse)?,
         name: parse_with(&row.name, "tenant name", TenantName::parse)?,
         domains,
+        event_retention_days: RetentionDays::new(i64::from(row.event_retention_days))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: Timestamp::from_micros(row.created_at),
     })
 }

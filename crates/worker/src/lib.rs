@@ -240,3 +240,23 @@ async fn commit_loop(
         }
     }
 }
+
+/// Rows deleted per transaction by the event purge.
+pub const PURGE_BATCH: u64 = 1000;
+
+/// Deletes events older than each tenant's retention now and then every
+/// `every`, until `shutdown` turns true. Each batch is its own short
+/// transaction, so acceptance and delivery keep writing in between.
+pub async fn purge_loop(herald: Herald, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match herald.purge_events(PURGE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged events past their retention"),
+            Err(e) => tracing::warn!(error = %e, "event purge failed; trying again later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}

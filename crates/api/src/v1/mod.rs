@@ -2,10 +2,12 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod events;
 pub mod identities;
 pub mod messages;
 pub mod oauth;
 pub mod relay_profiles;
+pub mod suppressions;
 pub mod tenant;
 pub mod test_send;
 pub mod users;
@@ -43,6 +45,16 @@ pub fn router() -> Router<AppState> {
             get(api_keys::get_key).delete(api_keys::delete_key),
         )
         .route("/audit", get(audit::list_audit))
+        .route("/events", get(events::list))
+        .route("/events.csv", get(events::csv))
+        .route(
+            "/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route(
+            "/suppressions/{kind}/{address}",
+            get(suppressions::get_one).delete(suppressions::delete_one),
+        )
         .route("/messages", get(messages::list).post(messages::submit))
         .route(
             "/messages/{id}",

@@ -17,6 +17,8 @@ pub struct TenantView {
     pub name: String,
     /// Domains the tenant may send from.
     pub domains: Vec<String>,
+    /// Days of events kept (30 unless changed).
+    pub event_retention_days: u16,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -28,6 +30,7 @@ impl From<Tenant> for TenantView {
             slug: t.slug.to_string(),
             name: t.name.to_string(),
             domains: t.domains.iter().map(ToString::to_string).collect(),
+            event_retention_days: t.event_retention_days.days(),
             created_at: t.created_at.to_rfc3339(),
         }
     }
@@ -40,6 +43,8 @@ pub struct TenantUpdate {
     pub name: Option<String>,
     /// Replaces the whole list; at least one.
     pub domains: Option<Vec<String>>,
+    /// Days of events to keep, 1 to 3650.
+    pub event_retention_days: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/tenant", tag = "tenant",
@@ -63,6 +68,7 @@ pub async fn update_tenant(
     let patch = TenantPatch {
         name: body.name,
         domains: body.domains,
+        event_retention_days: body.event_retention_days,
     };
     Ok(Json(s.herald.update_tenant(&actor, patch).await?.into()))
 }

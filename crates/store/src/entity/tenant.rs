@@ -7,6 +7,7 @@ pub struct Model {
     pub id: String,
     pub slug: String,
     pub name: String,
+    pub event_retention_days: i32,
     pub created_at: i64,
     pub updated_at: i64,
 }
