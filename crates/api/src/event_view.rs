@@ -2,7 +2,9 @@
 //! /api/v1), and the columns of the CSV report.
 
 use herald_domain::{EventKind, EventRecord, Severity};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 fn parsed(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
@@ -20,97 +22,166 @@ fn log_level(kind: EventKind, severity: Option<Severity>) -> &'static str {
     }
 }
 
+/// Stored JSON (written by Herald) passed through without being rebuilt;
+/// anything unreadable becomes `fallback`.
+fn raw<'a>(text: Option<&'a str>, fallback: &'static str) -> &'a RawValue {
+    text.and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
+        .unwrap_or_else(|| serde_json::from_str(fallback).expect("a JSON literal"))
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    sender: &'a str,
+    targets: Option<String>,
+    transport: &'static str,
+}
+
+#[derive(Serialize)]
+struct MessagePart<'a> {
+    headers: &'a RawValue,
+    attachments: [(); 0],
+    size: u64,
+}
+
+#[derive(Serialize)]
+struct Flags {
+    #[serde(rename = "is-test-mode")]
+    is_test_mode: bool,
+}
+
+#[derive(Serialize)]
+struct Reject<'a> {
+    reason: &'a str,
+    description: &'a str,
+}
+
+#[derive(Serialize)]
+struct Own<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a RawValue>,
+}
+
 /// One event as Mailgun's Events API writes it. Herald's own fields
 /// (message id, identity, profile, description) ride along under `herald`.
-pub fn mailgun_item(r: &EventRecord) -> Value {
+/// It borrows from the record and passes the stored JSON (headers, tags,
+/// user variables, delivery status) through as it is.
+#[derive(Serialize)]
+pub struct MailgunItem<'a> {
+    id: String,
+    event: &'static str,
+    timestamp: f64,
+    #[serde(rename = "log-level")]
+    log_level: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<String>,
+    #[serde(rename = "recipient-domain", skip_serializing_if = "Option::is_none")]
+    recipient_domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'static str>,
+    tags: &'a RawValue,
+    #[serde(rename = "user-variables")]
+    user_variables: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    envelope: Option<Envelope<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<MessagePart<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<Flags>,
+    #[serde(rename = "delivery-status", skip_serializing_if = "Option::is_none")]
+    delivery_status: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reject: Option<Reject<'a>>,
+    herald: Own<'a>,
+}
+
+/// A stored delivery status with Mailgun's `description` added (when the
+/// status does not carry one already).
+fn delivery_status(detail: Option<&str>, description: Option<&str>) -> Box<RawValue> {
+    let body = detail
+        .map(str::trim)
+        .filter(|d| d.starts_with('{') && d.ends_with('}'))
+        .unwrap_or("{}");
+    let inner = body[1..body.len() - 1].trim();
+    let text = if inner.is_empty() {
+        format!(
+            "{{\"description\":{}}}",
+            serde_json::to_string(description.unwrap_or_default()).unwrap_or_default()
+        )
+    } else if serde_json::from_str::<std::collections::HashMap<&str, &RawValue>>(body)
+        .is_ok_and(|m| m.contains_key("description"))
+    {
+        body.to_owned()
+    } else {
+        format!(
+            "{{\"description\":{},{inner}}}",
+            serde_json::to_string(description.unwrap_or_default()).unwrap_or_default()
+        )
+    };
+    RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("a JSON literal"))
+}
+
+pub fn mailgun_item(r: &EventRecord) -> MailgunItem<'_> {
     let e = &r.event;
-    let mut item = Map::new();
-    item.insert("id".into(), json!(e.id.to_string()));
-    item.insert("event".into(), json!(e.kind.as_str()));
-    item.insert("timestamp".into(), json!(e.at.as_secs_f64()));
-    item.insert("log-level".into(), json!(log_level(e.kind, e.severity)));
-    if let Some(to) = &e.recipient {
-        item.insert("recipient".into(), json!(to.to_string()));
-        item.insert("recipient-domain".into(), json!(to.domain()));
-    }
-    if e.kind == EventKind::Accepted {
-        item.insert("method".into(), json!("http"));
-    }
     let m = r.message.as_ref();
-    item.insert(
-        "tags".into(),
-        m.and_then(|m| parsed(Some(&m.tags))).unwrap_or(json!([])),
-    );
-    item.insert(
-        "user-variables".into(),
-        m.and_then(|m| parsed(Some(&m.user_variables)))
-            .unwrap_or(json!({})),
-    );
-    if let Some(m) = m {
-        item.insert(
-            "envelope".into(),
-            json!({
-                "sender": m.mail_from,
-                "targets": e.recipient.as_ref().map(|r| r.to_string()),
-                "transport": "smtp",
-            }),
-        );
-        item.insert(
-            "message".into(),
-            json!({
-                "headers": parsed(Some(&m.headers)).unwrap_or(json!({})),
-                "attachments": [],
-                "size": m.size,
-            }),
-        );
-        item.insert("flags".into(), json!({ "is-test-mode": m.test_mode }));
+    let status = matches!(e.kind, EventKind::Delivered | EventKind::Failed);
+    MailgunItem {
+        id: e.id.to_string(),
+        event: e.kind.as_str(),
+        timestamp: e.at.as_secs_f64(),
+        log_level: log_level(e.kind, e.severity),
+        recipient: e.recipient.as_ref().map(|r| r.to_string()),
+        recipient_domain: e.recipient.as_ref().map(|r| r.domain()),
+        method: (e.kind == EventKind::Accepted).then_some("http"),
+        tags: raw(m.map(|m| m.tags.as_str()), "[]"),
+        user_variables: raw(m.map(|m| m.user_variables.as_str()), "{}"),
+        envelope: m.map(|m| Envelope {
+            sender: &m.mail_from,
+            targets: e.recipient.as_ref().map(|r| r.to_string()),
+            transport: "smtp",
+        }),
+        message: m.map(|m| MessagePart {
+            headers: raw(Some(&m.headers), "{}"),
+            attachments: [],
+            size: m.size,
+        }),
+        flags: m.map(|m| Flags {
+            is_test_mode: m.test_mode,
+        }),
+        delivery_status: status
+            .then(|| delivery_status(e.detail.as_deref(), e.description.as_deref())),
+        severity: e
+            .severity
+            .filter(|_| matches!(e.kind, EventKind::Failed | EventKind::Rejected))
+            .map(Severity::as_str),
+        reason: e.reason.as_deref(),
+        reject: (e.kind == EventKind::Rejected).then(|| Reject {
+            reason: e.reason.as_deref().unwrap_or_default(),
+            description: e.description.as_deref().unwrap_or_default(),
+        }),
+        herald: Own {
+            message: e.message_id.map(|i| i.to_string()),
+            identity: e.identity_id.map(|i| i.to_string()),
+            profile: e.profile_id.map(|i| i.to_string()),
+            description: e.description.as_deref(),
+            detail: (!status)
+                .then_some(e.detail.as_deref())
+                .flatten()
+                .and_then(|d| serde_json::from_str::<&RawValue>(d).ok()),
+        },
     }
-    let detail = parsed(e.detail.as_deref());
-    if matches!(e.kind, EventKind::Delivered | EventKind::Failed) {
-        let mut status = detail.clone().unwrap_or(json!({}));
-        if let Some(s) = status.as_object_mut() {
-            s.entry("description")
-                .or_insert(json!(e.description.clone().unwrap_or_default()));
-        }
-        item.insert("delivery-status".into(), status);
-    }
-    if let Some(s) = e.severity
-        && matches!(e.kind, EventKind::Failed | EventKind::Rejected)
-    {
-        item.insert("severity".into(), json!(s.as_str()));
-    }
-    if let Some(reason) = &e.reason {
-        item.insert("reason".into(), json!(reason));
-    }
-    if e.kind == EventKind::Rejected {
-        item.insert(
-            "reject".into(),
-            json!({
-                "reason": e.reason.clone().unwrap_or_default(),
-                "description": e.description.clone().unwrap_or_default(),
-            }),
-        );
-    }
-    let mut own = Map::new();
-    if let Some(id) = e.message_id {
-        own.insert("message".into(), json!(id.to_string()));
-    }
-    if let Some(id) = e.identity_id {
-        own.insert("identity".into(), json!(id.to_string()));
-    }
-    if let Some(id) = e.profile_id {
-        own.insert("profile".into(), json!(id.to_string()));
-    }
-    if let Some(d) = &e.description {
-        own.insert("description".into(), json!(d));
-    }
-    if !matches!(e.kind, EventKind::Delivered | EventKind::Failed)
-        && let Some(d) = detail
-    {
-        own.insert("detail".into(), d);
-    }
-    item.insert("herald".into(), Value::Object(own));
-    Value::Object(item)
 }
 
 /// The CSV report's header row.

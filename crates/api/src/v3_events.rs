@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use herald_app::EventCursor;
@@ -289,7 +290,7 @@ async fn answer(
     headers: &HeaderMap,
     domain: &DomainName,
     mut token: PageToken,
-) -> Result<Json<Value>, MailgunError> {
+) -> Result<Response, MailgunError> {
     // Whatever a token says, it searches the path's domain.
     token.s.filter.domain = Some(domain.as_str().to_owned());
     let items = run_page(s, actor, &token).await.map_err(mailgun)?;
@@ -298,10 +299,16 @@ async fn answer(
         .into_iter()
         .map(|(name, t)| (name.to_owned(), json!(format!("{base}/{}", t.encode()))))
         .collect();
-    Ok(Json(json!({
-        "items": items.iter().map(mailgun_item).collect::<Vec<_>>(),
-        "paging": paging,
-    })))
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        items: Vec<crate::event_view::MailgunItem<'a>>,
+        paging: serde_json::Map<String, Value>,
+    }
+    Ok(Json(Page {
+        items: items.iter().map(mailgun_item).collect(),
+        paging,
+    })
+    .into_response())
 }
 
 /// `GET /v3/{domain}/events`.
@@ -311,7 +318,7 @@ pub async fn list(
     Path(domain): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<Value>, MailgunError> {
+) -> Result<Response, MailgunError> {
     let domain = own_domain(&s, &actor, &domain).await?;
     let pairs = pairs(raw.as_deref()).map_err(|e| bad(e.to_string()))?;
     let (search, limit) =
@@ -334,7 +341,7 @@ pub async fn page(
     MailgunCaller(actor): MailgunCaller,
     Path((domain, page)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Json<Value>, MailgunError> {
+) -> Result<Response, MailgunError> {
     let domain = own_domain(&s, &actor, &domain).await?;
     let token = PageToken::decode(&page).map_err(|e| bad(e.to_string()))?;
     answer(&s, &actor, &headers, &domain, token).await

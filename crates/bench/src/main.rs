@@ -11,6 +11,11 @@
 //!    form and stores nothing; then p99 at 80% of the measured peak.
 //! 4. Memory: the `herald` binary's resident set while `--queued` messages
 //!    wait in its queue.
+//! 5. The event log: one page of one tenant's day among `--events` events of
+//!    `--tenants` tenants, alone and while acceptance runs at half its peak
+//!    (see `events.rs`).
+
+mod events;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -54,9 +59,19 @@ struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// Which parts to run (raw, delivery, acceptance, memory); all by
-    /// default. The raw limit runs whenever delivery does.
-    #[arg(long, value_delimiter = ',', default_values_t = [Part::Raw, Part::Delivery, Part::Acceptance, Part::Memory])]
+    /// Events generated for the event-log run.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: usize,
+    /// Tenants the events are spread across.
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
+    /// Concurrent readers of the event log (one: the latency of a page by
+    /// itself; more measure queueing on this machine's two cores).
+    #[arg(long, default_value_t = 1)]
+    readers: usize,
+    /// Which parts to run (raw, delivery, acceptance, memory, events); all
+    /// by default. The raw limit runs whenever delivery does.
+    #[arg(long, value_delimiter = ',', default_values_t = [Part::Raw, Part::Delivery, Part::Acceptance, Part::Memory, Part::Events])]
     parts: Vec<Part>,
 }
 
@@ -66,6 +81,7 @@ enum Part {
     Delivery,
     Acceptance,
     Memory,
+    Events,
 }
 
 impl std::fmt::Display for Part {
@@ -607,6 +623,13 @@ async fn main() {
     }
     if args.queued > 0 && wants(Part::Memory) {
         memory(&args, &sink).await;
+    }
+    if args.events > 0 && wants(Part::Events) {
+        let s = setup(&args, sink.port).await;
+        events::events(&args, &s).await;
+        let herald = s.herald.clone();
+        s.running.stop().await;
+        herald.store().clone().close().await;
     }
     let Sink { mut child, .. } = sink;
     let _ = child.kill().await;

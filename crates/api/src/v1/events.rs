@@ -10,21 +10,20 @@ use axum::response::{IntoResponse, Response};
 use herald_app::EventCursor;
 use herald_domain::{Actor, EventSearch, InvalidInput};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::event_view::{CSV_COLUMNS, csv_field, csv_row, mailgun_item};
+use crate::event_view::{CSV_COLUMNS, MailgunItem, csv_field, csv_row, mailgun_item};
 use crate::extract::TenantViewer;
 use crate::v3_events::{pairs, parse_search};
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventList {
+#[derive(Serialize, ToSchema)]
+pub struct EventList<'a> {
     /// Events in Mailgun's item shape, with Herald's own fields under
     /// `herald`.
     #[schema(value_type = Vec<Object>)]
-    pub items: Vec<Value>,
+    pub items: Vec<MailgunItem<'a>>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<String>,
 }
@@ -66,7 +65,7 @@ pub async fn list(
     State(s): State<AppState>,
     TenantViewer(actor): TenantViewer,
     RawQuery(raw): RawQuery,
-) -> Result<Json<EventList>, ApiError> {
+) -> Result<Response, ApiError> {
     let (search, limit, cursor) = parse(raw.as_deref()).map_err(herald_app::AppError::from)?;
     let mut items = s
         .herald
@@ -80,7 +79,8 @@ pub async fn list(
             .filter(|_| more)
             .map(|r| EventCursor::of(r).encode()),
         items: items.iter().map(mailgun_item).collect(),
-    }))
+    })
+    .into_response())
 }
 
 /// Rows per query while the report streams.
