@@ -512,6 +512,38 @@ async fn the_native_event_log_pages_and_its_csv_report_matches() {
         );
         assert_eq!(row[3], item["severity"].as_str().unwrap_or_default());
     }
+    // Identity events are in the tenant's activity log (not in a domain's
+    // Mailgun log), found by the identity filter.
+    let identity = herald_domain::IdentityId::new();
+    let store = app.herald().store();
+    let tx = store.begin().await.unwrap();
+    events::insert(
+        tx.conn(),
+        &Event::for_identity(
+            t.id.parse().unwrap(),
+            identity,
+            EventKind::TokenRefreshed,
+            Some("access token refreshed".into()),
+        ),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (_, mine) = app
+        .get(&format!("/api/v1/events?identity={identity}"), &viewer)
+        .await;
+    let mine = mine["items"].as_array().unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["event"], "token_refreshed");
+    assert_eq!(mine[0]["herald"]["identity"], identity.to_string());
+    let (_, v3_log) = v3(
+        &app,
+        &t,
+        &format!("/v3/{}/events?event=token_refreshed", t.domain),
+    )
+    .await;
+    assert_eq!(v3_log["items"], json!([]));
+
     // A refused filter is a 422 before any CSV is written.
     let res = app
         .client
@@ -944,6 +976,11 @@ async fn mailgun_js_reads_events_and_suppressions_unchanged() {
     assert_eq!(bounces[1]["code"], 551);
     assert_eq!(bounces[2]["code"], 550, "a bounce without a code is a 550");
     assert!(bounces.iter().all(|b| b["created"] == true));
+    assert_eq!(
+        r["bouncesBack"],
+        json!(["b1@gone.example", "b2@gone.example", "b3@gone.example"]),
+        "walking back from the end sees every entry once"
+    );
     assert_eq!(r["bounceOne"]["error"], "moved");
     assert_eq!(r["bounceDeleted"]["address"], "b1@gone.example");
     assert_eq!(r["unsubscribes"][0]["tags"], json!(["newsletter"]));

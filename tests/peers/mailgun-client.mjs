@@ -69,6 +69,15 @@ try {
     bp = await mg.suppressions.list(cfg.domain, 'bounces', { page: bp.pages.next.page, limit: 2 });
   }
   out.bounces = bounces;
+  // ...and back from the end with `previous`.
+  const bouncesBack = [];
+  bp = await mg.suppressions.list(cfg.domain, 'bounces', { page: bp.pages.previous.page, limit: 2 });
+  guard = 0;
+  while (bp.items.length > 0 && guard++ < 20) {
+    bouncesBack.unshift(...bp.items.map((b) => b.address));
+    bp = await mg.suppressions.list(cfg.domain, 'bounces', { page: bp.pages.previous.page, limit: 2 });
+  }
+  out.bouncesBack = bouncesBack;
   const one = await mg.suppressions.get(cfg.domain, 'bounces', 'b2@gone.example');
   out.bounceOne = { address: one.address, code: one.code, error: one.error };
   out.bounceDeleted = await mg.suppressions.destroy(cfg.domain, 'bounces', 'b1@gone.example');

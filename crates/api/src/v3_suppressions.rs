@@ -104,7 +104,8 @@ pub async fn list(
             other => return Err(bad(format!("{other:?} is not a parameter of this list"))),
         }
     }
-    let (after, ascending) = match page.as_deref().unwrap_or("first") {
+    let walk = page.as_deref().unwrap_or("first");
+    let (after, ascending) = match walk {
         "first" => (None, true),
         "last" => (None, false),
         "next" => (pivot.as_deref(), true),
@@ -138,13 +139,25 @@ pub async fn list(
         .first()
         .map(|i| i.address.as_str().to_lowercase())
         .or_else(|| pivot.clone());
+    // Past either end, turning back starts from that end, so a walk back
+    // from the end of the list sees its last entry again.
+    let next = if items.is_empty() && matches!(walk, "previous" | "prev") {
+        link("first", None)
+    } else {
+        link("next", last.as_deref())
+    };
+    let previous = if items.is_empty() && walk == "next" {
+        link("last", None)
+    } else {
+        link("previous", first.as_deref())
+    };
     Ok(Json(json!({
         "items": items.iter().map(item).collect::<Vec<_>>(),
         "paging": {
             "first": link("first", None),
             "last": link("last", None),
-            "next": link("next", last.as_deref()),
-            "previous": link("previous", first.as_deref()),
+            "next": next,
+            "previous": previous,
         }
     })))
 }
