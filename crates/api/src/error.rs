@@ -180,6 +180,33 @@ pub struct MailgunError {
     pub message: String,
 }
 
+impl MailgunError {
+    /// Mailgun's answer to a bad parameter: 400 and a message.
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// An application error where Mailgun answers bad input with 400
+    /// (not /api/v1's 422).
+    pub fn input(e: AppError) -> Self {
+        match e {
+            AppError::Invalid(i) => Self::bad(i.to_string()),
+            AppError::InvalidField { message, .. } => Self::bad(message),
+            other => other.into(),
+        }
+    }
+}
+
 impl From<AppError> for MailgunError {
     fn from(err: AppError) -> Self {
         let (status, _, message, _) = classify(err);

@@ -25,13 +25,6 @@ use crate::extract::MailgunCaller;
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 300;
 
-fn bad(message: impl Into<String>) -> MailgunError {
-    MailgunError {
-        status: StatusCode::BAD_REQUEST,
-        message: message.into(),
-    }
-}
-
 /// The query's pairs, in order.
 pub(crate) fn pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, InvalidInput> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
@@ -276,14 +269,6 @@ pub(crate) async fn own_domain(
         })
 }
 
-fn mailgun(e: herald_app::AppError) -> MailgunError {
-    match e {
-        herald_app::AppError::Invalid(i) => bad(i.to_string()),
-        herald_app::AppError::InvalidField { message, .. } => bad(message),
-        other => other.into(),
-    }
-}
-
 async fn answer(
     s: &AppState,
     actor: &Actor,
@@ -293,7 +278,9 @@ async fn answer(
 ) -> Result<Response, MailgunError> {
     // Whatever a token says, it searches the path's domain.
     token.s.filter.domain = Some(domain.as_str().to_owned());
-    let items = run_page(s, actor, &token).await.map_err(mailgun)?;
+    let items = run_page(s, actor, &token)
+        .await
+        .map_err(MailgunError::input)?;
     let base = format!("{}/v3/{}/events", base_url(s, headers), domain.as_str());
     let paging: serde_json::Map<String, Value> = links(&token, &items)
         .into_iter()
@@ -320,9 +307,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, MailgunError> {
     let domain = own_domain(&s, &actor, &domain).await?;
-    let pairs = pairs(raw.as_deref()).map_err(|e| bad(e.to_string()))?;
+    let pairs = pairs(raw.as_deref()).map_err(|e| MailgunError::bad(e.to_string()))?;
     let (search, limit) =
-        parse_search(&pairs, |_, _, _| Ok(false)).map_err(|e| bad(e.to_string()))?;
+        parse_search(&pairs, |_, _, _| Ok(false)).map_err(|e| MailgunError::bad(e.to_string()))?;
     let token = PageToken {
         s: search,
         l: limit,
@@ -343,6 +330,6 @@ pub async fn page(
     headers: HeaderMap,
 ) -> Result<Response, MailgunError> {
     let domain = own_domain(&s, &actor, &domain).await?;
-    let token = PageToken::decode(&page).map_err(|e| bad(e.to_string()))?;
+    let token = PageToken::decode(&page).map_err(|e| MailgunError::bad(e.to_string()))?;
     answer(&s, &actor, &headers, &domain, token).await
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
-use herald_app::{AppError, NewAttachment, Submission};
+use herald_app::{NewAttachment, Submission};
 use std::collections::BTreeMap;
 
 use herald_domain::message::{
@@ -30,22 +30,6 @@ enum Field {
     },
 }
 
-fn bad(message: impl Into<String>) -> MailgunError {
-    MailgunError {
-        status: StatusCode::BAD_REQUEST,
-        message: message.into(),
-    }
-}
-
-/// Mailgun answers bad parameters with 400 and a message.
-fn mailgun(e: AppError) -> MailgunError {
-    match e {
-        AppError::Invalid(i) => bad(i.to_string()),
-        AppError::InvalidField { message, .. } => bad(message),
-        other => other.into(),
-    }
-}
-
 async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, MailgunError> {
     let ct = req
         .headers()
@@ -57,8 +41,12 @@ async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, 
     if ct.starts_with("multipart/form-data") {
         let mut mp = Multipart::from_request(req, state)
             .await
-            .map_err(|e| bad(e.body_text()))?;
-        while let Some(field) = mp.next_field().await.map_err(|e| bad(e.body_text()))? {
+            .map_err(|e| MailgunError::bad(e.body_text()))?;
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(|e| MailgunError::bad(e.body_text()))?
+        {
             let name = field.name().unwrap_or_default().to_owned();
             match field.file_name().map(str::to_owned) {
                 Some(filename) => {
@@ -69,7 +57,7 @@ async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, 
                     let bytes = field
                         .bytes()
                         .await
-                        .map_err(|e| bad(e.body_text()))?
+                        .map_err(|e| MailgunError::bad(e.body_text()))?
                         .to_vec();
                     out.push((
                         name,
@@ -81,7 +69,10 @@ async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, 
                     ));
                 }
                 None => {
-                    let text = field.text().await.map_err(|e| bad(e.body_text()))?;
+                    let text = field
+                        .text()
+                        .await
+                        .map_err(|e| MailgunError::bad(e.body_text()))?;
                     out.push((name, Field::Text(text)));
                 }
             }
@@ -89,9 +80,9 @@ async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, 
     } else if ct.starts_with("application/x-www-form-urlencoded") {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| bad(e.body_text()))?;
+            .map_err(|e| MailgunError::bad(e.body_text()))?;
         let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| MailgunError::bad(e.to_string()))?;
         out.extend(pairs.into_iter().map(|(k, v)| (k, Field::Text(v))));
     } else {
         return Err(MailgunError {
@@ -273,7 +264,7 @@ pub async fn parse_only(
 ) -> Result<Json<Value>, MailgunError> {
     sending_domain(&s, &actor, &domain).await?;
     let fields = fields(req, &s).await?;
-    let (submission, _) = submission(fields).map_err(|e| bad(e.to_string()))?;
+    let (submission, _) = submission(fields).map_err(|e| MailgunError::bad(e.to_string()))?;
     Ok(Json(json!({
         "id": format!("<parsed {} recipients>", submission.to.len()),
         "message": "Parsed, not stored.",
@@ -289,13 +280,13 @@ pub async fn send(
 ) -> Result<Json<Value>, MailgunError> {
     sending_domain(&s, &actor, &domain).await?;
     let fields = fields(req, &s).await?;
-    let (submission, batch) = submission(fields).map_err(|e| bad(e.to_string()))?;
+    let (submission, batch) = submission(fields).map_err(|e| MailgunError::bad(e.to_string()))?;
     let Some(vars) = batch else {
         let accepted = s
             .herald
             .submit(&actor, submission, None)
             .await
-            .map_err(mailgun)?;
+            .map_err(MailgunError::input)?;
         return Ok(Json(json!({
             "id": format!("<{}>", accepted.message_id),
             "message": "Queued. Thank you.",
@@ -304,9 +295,13 @@ pub async fn send(
     // Batch sending: the copies share the first one's Message-ID, the id
     // Mailgun answers with.
     let mut shared: Option<String> = None;
-    for mut copy in copies(submission, &vars).map_err(|e| bad(e.to_string()))? {
+    for mut copy in copies(submission, &vars).map_err(|e| MailgunError::bad(e.to_string()))? {
         copy.message_id = shared.clone();
-        let accepted = s.herald.submit(&actor, copy, None).await.map_err(mailgun)?;
+        let accepted = s
+            .herald
+            .submit(&actor, copy, None)
+            .await
+            .map_err(MailgunError::input)?;
         shared.get_or_insert(accepted.message_id);
     }
     Ok(Json(json!({

@@ -20,30 +20,8 @@ use crate::v3_events::{base_url, own_domain, pairs};
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
 
-fn bad(message: impl Into<String>) -> MailgunError {
-    MailgunError {
-        status: StatusCode::BAD_REQUEST,
-        message: message.into(),
-    }
-}
-
-fn not_found(message: impl Into<String>) -> MailgunError {
-    MailgunError {
-        status: StatusCode::NOT_FOUND,
-        message: message.into(),
-    }
-}
-
-fn mailgun(e: herald_app::AppError) -> MailgunError {
-    match e {
-        herald_app::AppError::Invalid(i) => bad(i.to_string()),
-        herald_app::AppError::InvalidField { message, .. } => bad(message),
-        other => other.into(),
-    }
-}
-
 fn list_kind(list: &str) -> Result<SuppressionKind, MailgunError> {
-    SuppressionKind::from_list_name(list).ok_or_else(|| not_found("Not Found"))
+    SuppressionKind::from_list_name(list).ok_or_else(|| MailgunError::not_found("Not Found"))
 }
 
 /// One entry in Mailgun's shape for its list.
@@ -87,7 +65,7 @@ pub async fn list(
     let (mut page, mut pivot, mut limit) = (None::<String>, None::<String>, DEFAULT_LIMIT);
     // mailgun.js may repeat `limit` beside the paging link's own; the
     // first of each wins.
-    for (k, v) in pairs(raw.as_deref()).map_err(|e| bad(e.to_string()))? {
+    for (k, v) in pairs(raw.as_deref()).map_err(|e| MailgunError::bad(e.to_string()))? {
         match k.as_str() {
             "page" if page.is_none() => page = Some(v),
             "address" if pivot.is_none() => pivot = Some(v),
@@ -97,11 +75,15 @@ pub async fn list(
                     .parse::<u64>()
                     .ok()
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| bad(format!("limit must be 1 to {MAX_LIMIT}")))?;
+                    .ok_or_else(|| MailgunError::bad(format!("limit must be 1 to {MAX_LIMIT}")))?;
             }
             "page" | "address" | "limit" => {}
-            "term" => return Err(bad("term is not supported")),
-            other => return Err(bad(format!("{other:?} is not a parameter of this list"))),
+            "term" => return Err(MailgunError::bad("term is not supported")),
+            other => {
+                return Err(MailgunError::bad(format!(
+                    "{other:?} is not a parameter of this list"
+                )));
+            }
         }
     }
     let walk = page.as_deref().unwrap_or("first");
@@ -111,7 +93,7 @@ pub async fn list(
         "next" => (pivot.as_deref(), true),
         "previous" | "prev" => (pivot.as_deref(), false),
         other => {
-            return Err(bad(format!(
+            return Err(MailgunError::bad(format!(
                 "page {other:?} is not first, last, next or previous"
             )));
         }
@@ -120,7 +102,7 @@ pub async fn list(
         .herald
         .list_suppressions(&actor, kind, after, ascending, limit)
         .await
-        .map_err(mailgun)?;
+        .map_err(MailgunError::input)?;
     let base = format!(
         "{}/v3/{}/{}",
         base_url(&s, &headers),
@@ -172,11 +154,11 @@ pub async fn get_one(
     own_domain(&s, &actor, &domain).await?;
     match s.herald.suppression(&actor, kind, &address).await {
         Ok(found) => Ok(Json(item(&found))),
-        Err(herald_app::AppError::NotFound(_)) => Err(not_found(format!(
+        Err(herald_app::AppError::NotFound(_)) => Err(MailgunError::not_found(format!(
             "Address not found in {} table",
             kind.list_name()
         ))),
-        Err(e) => Err(mailgun(e)),
+        Err(e) => Err(MailgunError::input(e)),
     }
 }
 
@@ -235,32 +217,45 @@ async fn entries(req: Request, s: &AppState) -> Result<Vec<Entry>, MailgunError>
     if ct.starts_with("application/json") {
         let bytes = axum::body::Bytes::from_request(req, s)
             .await
-            .map_err(|e| bad(e.body_text()))?;
-        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| MailgunError::bad(e.body_text()))?;
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| MailgunError::bad(e.to_string()))?;
         let list = match doc {
             Value::Array(a) => a,
             one @ Value::Object(_) => vec![one],
-            _ => return Err(bad("send a JSON array of entries")),
+            _ => return Err(MailgunError::bad("send a JSON array of entries")),
         };
         return list
             .into_iter()
-            .map(|v| serde_json::from_value::<Entry>(v).map_err(|e| bad(e.to_string())))
+            .map(|v| {
+                serde_json::from_value::<Entry>(v).map_err(|e| MailgunError::bad(e.to_string()))
+            })
             .collect();
     }
     let mut fields: Vec<(String, String)> = Vec::new();
     if ct.starts_with("multipart/form-data") {
         let mut mp = axum::extract::Multipart::from_request(req, s)
             .await
-            .map_err(|e| bad(e.body_text()))?;
-        while let Some(f) = mp.next_field().await.map_err(|e| bad(e.body_text()))? {
+            .map_err(|e| MailgunError::bad(e.body_text()))?;
+        while let Some(f) = mp
+            .next_field()
+            .await
+            .map_err(|e| MailgunError::bad(e.body_text()))?
+        {
             let name = f.name().unwrap_or_default().to_owned();
-            fields.push((name, f.text().await.map_err(|e| bad(e.body_text()))?));
+            fields.push((
+                name,
+                f.text()
+                    .await
+                    .map_err(|e| MailgunError::bad(e.body_text()))?,
+            ));
         }
     } else if ct.starts_with("application/x-www-form-urlencoded") {
         let bytes = axum::body::Bytes::from_request(req, s)
             .await
-            .map_err(|e| bad(e.body_text()))?;
-        fields = serde_urlencoded::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| MailgunError::bad(e.body_text()))?;
+        fields =
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| MailgunError::bad(e.to_string()))?;
     } else {
         return Err(MailgunError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -282,11 +277,15 @@ async fn entries(req: Request, s: &AppState) -> Result<Vec<Entry>, MailgunError>
             "error" => e.error = Some(v),
             "tag" | "tags" => e.tags.push(v),
             "created_at" => e.created_at = Some(v),
-            other => return Err(bad(format!("{other:?} is not a field of this list"))),
+            other => {
+                return Err(MailgunError::bad(format!(
+                    "{other:?} is not a field of this list"
+                )));
+            }
         }
     }
     if e.address.is_empty() {
-        return Err(bad("address is missing"));
+        return Err(MailgunError::bad("address is missing"));
     }
     Ok(vec![e])
 }
@@ -310,7 +309,7 @@ pub async fn add(
         .herald
         .add_suppressions(&actor, kind, &entries)
         .await
-        .map_err(mailgun)?;
+        .map_err(MailgunError::input)?;
     let table = kind.list_name();
     Ok(Json(match single {
         Some(address) => json!({
@@ -342,11 +341,11 @@ pub async fn delete_one(
             }),
             "address": address,
         }))),
-        Err(herald_app::AppError::NotFound(_)) => Err(not_found(format!(
+        Err(herald_app::AppError::NotFound(_)) => Err(MailgunError::not_found(format!(
             "Address not found in {} table",
             kind.list_name()
         ))),
-        Err(e) => Err(mailgun(e)),
+        Err(e) => Err(MailgunError::input(e)),
     }
 }
 
@@ -362,7 +361,7 @@ pub async fn delete_all(
         .herald
         .delete_suppressions(&actor, kind, None)
         .await
-        .map_err(mailgun)?;
+        .map_err(MailgunError::input)?;
     Ok(Json(json!({
         "message": format!("{n} addresses have been removed from the {} table", kind.list_name()),
     })))
