@@ -990,3 +990,67 @@ async fn mailgun_js_reads_events_and_suppressions_unchanged() {
     let (_, left) = v3(&app, &t, &format!("/v3/{}/bounces", t.domain)).await;
     assert_eq!(left["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_portal_message_log_filters_and_downloads_the_report() {
+    let app = TestApp::api_only().await;
+    let t = app.tenant("evportal").await;
+    let other = app.tenant("evportalb").await;
+    seed(&app, &t).await;
+    let clerk = app.user(&t, "clerk", "viewer").await;
+    let get = |path: String, cookie: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .get(app.url(&path))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let (status, html) = get(
+        "/events?from=2026-11-01&to=2026-11-01&event=failed".into(),
+        clerk.cookie.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(html.matches("<td>b@home.example</td>").count(), 2, "{html}");
+    assert!(!html.contains("a@home.example"));
+    assert!(html.contains("<td>bounce</td>"), "the reason is shown");
+    // "Generate report" downloads the same filter as CSV in the session.
+    let href = "/api/v1/events.csv?begin=1793491200&amp;end=1793577599&amp;event=failed";
+    assert!(html.contains(href), "{html}");
+    let (status, csv) = get(href.replace("&amp;", "&"), clerk.cookie.clone()).await;
+    assert_eq!(status, 200);
+    let rows = parse_csv(&csv);
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r[2] == "failed" && r[5] == "b@home.example")
+    );
+    // Newest first, all of the day: m2's deliveries lead.
+    let (_, all) = get("/events?from=2026-11-01".into(), clerk.cookie.clone()).await;
+    assert_eq!(all.matches("<tr><td>").count(), 10);
+    let first_row = all.find("<tr><td>").unwrap();
+    assert!(
+        all[first_row..].starts_with("<tr><td>2026-11-01T00:30:00"),
+        "{all}"
+    );
+    // Bad input is explained, not a 500.
+    let (status, bad) = get("/events?from=someday".into(), clerk.cookie.clone()).await;
+    assert_eq!(status, 200);
+    assert!(
+        bad.contains("role=\"alert\"") && bad.contains("is not a date"),
+        "{bad}"
+    );
+    // Another tenant's user sees none of it; no session goes to sign-in.
+    let outsider = app.user(&other, "clerk", "viewer").await;
+    let (_, theirs) = get("/events".into(), outsider.cookie).await;
+    assert!(theirs.contains("No events match."));
+    let res = app.client.get(app.url("/events")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+}

@@ -53,6 +53,17 @@ impl Timestamp {
             .unwrap_or_default()
     }
 
+    /// The first instant (UTC) of a `YYYY-MM-DD` day, as date inputs send it.
+    pub fn parse_day(field: &'static str, value: &str) -> Result<Self, crate::InvalidInput> {
+        chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| Self(t.and_utc().timestamp_micros()))
+            .ok_or_else(|| {
+                crate::InvalidInput::new(field, format!("{value:?} is not a date (YYYY-MM-DD)"))
+            })
+    }
+
     /// A time as Mailgun's APIs take it: epoch seconds (a fraction allowed),
     /// an RFC 2822 date, or an RFC 3339 one.
     pub fn parse_api(field: &'static str, value: &str) -> Result<Self, crate::InvalidInput> {
@@ -94,6 +105,13 @@ mod tests {
                 .as_micros(),
             1_795_428_000_250_000
         );
+        assert_eq!(
+            Timestamp::parse_day("from", "2026-11-23")
+                .unwrap()
+                .as_micros(),
+            1_795_392_000_000_000
+        );
+        assert!(Timestamp::parse_day("from", "2026-13-01").is_err());
         for bad in ["", "yesterday", "-1", "NaN", "1e300", "Mon, 32 Nov 2026"] {
             assert!(Timestamp::parse_api("begin", bad).is_err(), "{bad}");
         }

@@ -18,11 +18,13 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::extract::{SESSION_COOKIE, session_cookie};
 
+mod events;
 mod identities;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
+        .route("/events", get(events::log))
         .route(
             "/identities",
             get(identities::list).post(identities::create),
@@ -147,7 +149,7 @@ async fn home(State(s): State<AppState>, PortalUser { user, actor }: PortalUser)
         tenant.name.as_str(),
         &format!(
             "<p>Signed in as <strong>{}</strong> ({}).</p><p>Sending domains: {}</p>{password}\
-             <p><a href=\"/identities\">My sender identities</a> · <a href=\"/docs\">API documentation</a></p>\
+             <p><a href=\"/identities\">My sender identities</a> · <a href=\"/events\">Message log</a> · <a href=\"/docs\">API documentation</a></p>\
              <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>",
             esc(user.email.as_str()),
             user.role,
