@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::error::MailgunError;
 use crate::extract::MailgunCaller;
 
-enum Field {
+pub(crate) enum Field {
     Text(String),
     File {
         filename: String,
@@ -30,7 +30,10 @@ enum Field {
     },
 }
 
-async fn fields(req: Request, state: &AppState) -> Result<Vec<(String, Field)>, MailgunError> {
+pub(crate) async fn fields(
+    req: Request,
+    state: &AppState,
+) -> Result<Vec<(String, Field)>, MailgunError> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)

@@ -16,9 +16,15 @@ use crate::AppState;
 use crate::error::MailgunError;
 use crate::extract::MailgunCaller;
 use crate::v3_events::{base_url, own_domain, pairs};
+use crate::v3_messages::Field;
 
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
+
+/// Mailgun's 404 for an address that is not on `kind`'s list.
+fn not_listed(kind: SuppressionKind) -> MailgunError {
+    MailgunError::not_found(format!("Address not found in {} table", kind.list_name()))
+}
 
 fn list_kind(list: &str) -> Result<SuppressionKind, MailgunError> {
     SuppressionKind::from_list_name(list).ok_or_else(|| MailgunError::not_found("Not Found"))
@@ -154,10 +160,7 @@ pub async fn get_one(
     own_domain(&s, &actor, &domain).await?;
     match s.herald.suppression(&actor, kind, &address).await {
         Ok(found) => Ok(Json(item(&found))),
-        Err(herald_app::AppError::NotFound(_)) => Err(MailgunError::not_found(format!(
-            "Address not found in {} table",
-            kind.list_name()
-        ))),
+        Err(herald_app::AppError::NotFound(_)) => Err(not_listed(kind)),
         Err(e) => Err(MailgunError::input(e)),
     }
 }
@@ -232,35 +235,24 @@ async fn entries(req: Request, s: &AppState) -> Result<Vec<Entry>, MailgunError>
             })
             .collect();
     }
-    let mut fields: Vec<(String, String)> = Vec::new();
-    if ct.starts_with("multipart/form-data") {
-        let mut mp = axum::extract::Multipart::from_request(req, s)
-            .await
-            .map_err(|e| MailgunError::bad(e.body_text()))?;
-        while let Some(f) = mp
-            .next_field()
-            .await
-            .map_err(|e| MailgunError::bad(e.body_text()))?
-        {
-            let name = f.name().unwrap_or_default().to_owned();
-            fields.push((
-                name,
-                f.text()
-                    .await
-                    .map_err(|e| MailgunError::bad(e.body_text()))?,
-            ));
-        }
-    } else if ct.starts_with("application/x-www-form-urlencoded") {
-        let bytes = axum::body::Bytes::from_request(req, s)
-            .await
-            .map_err(|e| MailgunError::bad(e.body_text()))?;
-        fields =
-            serde_urlencoded::from_bytes(&bytes).map_err(|e| MailgunError::bad(e.to_string()))?;
-    } else {
+    if !ct.starts_with("multipart/form-data")
+        && !ct.starts_with("application/x-www-form-urlencoded")
+    {
         return Err(MailgunError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             message: "send application/json, multipart/form-data or a urlencoded form".into(),
         });
+    }
+    let mut fields = Vec::new();
+    for (name, field) in crate::v3_messages::fields(req, s).await? {
+        match field {
+            Field::Text(v) => fields.push((name, v)),
+            Field::File { .. } => {
+                return Err(MailgunError::bad(format!(
+                    "{name:?} must be text, not a file"
+                )));
+            }
+        }
     }
     let mut e = Entry {
         address: String::new(),
@@ -341,10 +333,7 @@ pub async fn delete_one(
             }),
             "address": address,
         }))),
-        Err(herald_app::AppError::NotFound(_)) => Err(MailgunError::not_found(format!(
-            "Address not found in {} table",
-            kind.list_name()
-        ))),
+        Err(herald_app::AppError::NotFound(_)) => Err(not_listed(kind)),
         Err(e) => Err(MailgunError::input(e)),
     }
 }

@@ -47,13 +47,16 @@ impl Acceptance {
     /// addresses): not queued, their event a permanent `rejected`.
     fn suppress(&mut self, found: &HashMap<String, Vec<Hit>>) {
         self.accepted.suppressed.clear();
-        let tags: Vec<String> = serde_json::from_str(&self.tags_json).unwrap_or_default();
+        // The message's tags matter only for a listed recipient: most
+        // batches have none, and skip the parse.
+        let mut tags: Option<Vec<String>> = None;
         for ((address, status), e) in self.recipients.iter_mut().zip(&mut self.events) {
-            let Some(kind) = found
-                .get(&address.as_str().to_lowercase())
-                .and_then(|hits| hits.iter().find(|h| h.applies_to(&tags)))
-                .map(|h| h.kind)
-            else {
+            let Some(hits) = found.get(&address.as_str().to_lowercase()) else {
+                continue;
+            };
+            let tags = tags
+                .get_or_insert_with(|| serde_json::from_str(&self.tags_json).unwrap_or_default());
+            let Some(kind) = hits.iter().find(|h| h.applies_to(tags)).map(|h| h.kind) else {
                 continue;
             };
             *status = RecipientStatus::Suppressed;

@@ -68,32 +68,15 @@ pub async fn add(
     code: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
-    suppression::Entity::insert(suppression::ActiveModel {
-        tenant_id: Set(tenant.to_string()),
-        kind: Set(kind.as_str().to_owned()),
-        address_key: Set(address.as_str().to_lowercase()),
-        address: Set(address.to_string()),
-        code: Set(code.map(str::to_owned)),
-        error: Set(error.map(str::to_owned)),
-        tags: Set(None),
-        created_at: Set(Timestamp::now().as_micros()),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            suppression::Column::TenantId,
-            suppression::Column::Kind,
-            suppression::Column::AddressKey,
-        ])
-        .update_columns([
-            suppression::Column::Code,
-            suppression::Column::Error,
-            suppression::Column::CreatedAt,
-        ])
-        .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    let entry = Suppression {
+        kind,
+        address: address.clone(),
+        code: code.map(str::to_owned),
+        error: error.map(str::to_owned),
+        tags: Vec::new(),
+        created_at: Timestamp::now(),
+    };
+    put_many(db, tenant, std::slice::from_ref(&entry)).await
 }
 
 /// What suppresses an address: its list and, for an unsubscribe, the tags

@@ -105,7 +105,7 @@ pub async fn csv(
         .await?;
     let mut head = CSV_COLUMNS.join(",");
     head.push_str("\r\n");
-    struct State2 {
+    struct Report {
         s: AppState,
         actor: Actor,
         search: EventSearch,
@@ -113,7 +113,7 @@ pub async fn csv(
         cursor: Option<EventCursor>,
         done: bool,
     }
-    let start = State2 {
+    let start = Report {
         s,
         actor,
         search,
