@@ -331,6 +331,9 @@ async fn mailgun_events_api_filters_ranges_and_pages() {
         "event=(a OR b)",
         "event=a AND b",
         "begin=1793491200&end=1793577600&ascending=no",
+        "recipient=a%0D%0Ab@home.example",
+        "subject=report%00card",
+        &format!("subject={}", "x".repeat(1000)),
     ] {
         let (status, body) = v3(&app, &t, &format!("/v3/{d}/events?{q}")).await;
         assert_eq!(status, 400, "{q}: {body}");
@@ -465,6 +468,7 @@ async fn the_native_event_log_pages_and_its_csv_report_matches() {
         "message=nope",
         "identity=x",
         "begin=soon",
+        "recipient=x%0Ay@home.example",
     ] {
         let (status, body) = app.get(&format!("/api/v1/events?{q}"), &viewer).await;
         assert_eq!(status, 422, "{q}: {body}");
@@ -739,6 +743,18 @@ async fn suppression_lists_on_v3_and_v1_and_the_pipeline_obeys_them() {
             .unwrap();
         assert_eq!(res.status(), 400, "{bad}");
     }
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"address": format!("many{i}@home.example")}))
+        .collect();
+    let res = app
+        .client
+        .post(app.url(&format!("/v3/{d}/bounces")))
+        .basic_auth("api", Some(&t.admin_key))
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "more than 1,000 entries at once");
     let (_, all) = v3(&app, &t, &format!("/v3/{d}/bounces")).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
     // Unknown list, other tenant's domain, missing address.
@@ -852,6 +868,29 @@ async fn suppression_lists_on_v3_and_v1_and_the_pipeline_obeys_them() {
         )
         .await;
     assert_eq!(status, 422, "{body}");
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/v1/suppressions",
+            &sender,
+            Some(json!({"kind": "bounce", "address": "x@home.example\r\nBcc: y@z.example"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    // Another tenant can neither delete nor see this tenant's entry.
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            "/api/v1/suppressions/complaint/angry@home.example",
+            &other.admin_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .get("/api/v1/suppressions/complaint/angry@home.example", &viewer)
+        .await;
+    assert_eq!(status, 200, "still listed");
     let (_, p1) = app
         .get("/api/v1/suppressions?kind=bounce&limit=1", &viewer)
         .await;
