@@ -1,6 +1,7 @@
 //! Black-box tests: real Herald over HTTP on a real database.
 
 mod access;
+mod bounces;
 mod delivery;
 mod events;
 mod http;

@@ -195,3 +195,182 @@ impl OAuthPeer {
             .collect()
     }
 }
+
+/// A Dovecot IMAP and POP3 server (Debian's dovecot-imapd and
+/// dovecot-pop3d, installed by scripts/test) with a configuration of the
+/// test's own: one user, Maildir under a temporary directory, plain IMAP
+/// and POP3 plus implicit-TLS IMAPS and POP3S with `certs`' certificate,
+/// all on loopback ports of their own. Stopped when dropped.
+pub struct Dovecot {
+    pub imap_port: u16,
+    pub pop3_port: u16,
+    pub imaps_port: u16,
+    pub pop3s_port: u16,
+    pub user: String,
+    pub password: String,
+    _dir: tempfile::TempDir,
+    _child: Child,
+}
+
+impl Dovecot {
+    pub async fn start(certs: &TestCerts) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["run", "state", "home"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        // As root Dovecot runs its parts as its own users and the mail as
+        // nobody; otherwise everything runs as the caller.
+        let me = || {
+            let out = |a: &str| {
+                std::process::Command::new("id")
+                    .arg(a)
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .unwrap()
+            };
+            (out("-un"), out("-gn"), out("-u"), out("-g"))
+        };
+        let (internal, login, mail_uid, mail_gid) = if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(d.join("home"), std::fs::Permissions::from_mode(0o777))
+                .unwrap();
+            (
+                "dovecot\ndefault_internal_group = dovecot".to_owned(),
+                "dovenull".to_owned(),
+                "nobody".to_owned(),
+                "nogroup".to_owned(),
+            )
+        } else {
+            let (u, g, uid, gid) = me();
+            (format!("{u}\ndefault_internal_group = {g}"), u, uid, gid)
+        };
+        let (imap_port, pop3_port, imaps_port, pop3s_port) = (
+            crate::free_port(),
+            crate::free_port(),
+            crate::free_port(),
+            crate::free_port(),
+        );
+        let user = "bounces".to_owned();
+        let password = "mailbox-secret-42".to_owned();
+        std::fs::write(
+            d.join("users"),
+            format!("{user}:{{PLAIN}}{password}::::::nodelay=y\n"),
+        )
+        .unwrap();
+        let p = d.display();
+        let conf = format!(
+            "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/log\n\
+             protocols = imap pop3\nlisten = 127.0.0.1\n\
+             ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             default_internal_user = {internal}\ndefault_login_user = {login}\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {p}/users\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={mail_uid} gid={mail_gid} home={p}/home/%u\n}}\n\
+             mail_location = maildir:{p}/home/%u/Maildir\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
+             service pop3-login {{\n  chroot =\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {pop3_port}\n  }}\n  inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {pop3s_port}\n    ssl = yes\n  }}\n}}\n\
+             service anvil {{\n  chroot =\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n\
+             service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n",
+            cert = certs.cert_path,
+            key = certs.key_path,
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let bin = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("dovecot");
+        let child = Command::new(bin)
+            .arg("-F")
+            .arg("-c")
+            .arg(d.join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dovecot (scripts/test installs dovecot-imapd and dovecot-pop3d)");
+        for port in [imap_port, pop3_port, imaps_port, pop3s_port] {
+            let mut up = false;
+            for _ in 0..200 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    up = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(
+                up,
+                "dovecot did not listen on {port}: {}",
+                std::fs::read_to_string(d.join("log")).unwrap_or_default()
+            );
+        }
+        Self {
+            imap_port,
+            pop3_port,
+            imaps_port,
+            pop3s_port,
+            user,
+            password,
+            _dir: dir,
+            _child: child,
+        }
+    }
+
+    async fn session(&self) -> async_imap::Session<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.imap_port))
+            .await
+            .unwrap();
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await.unwrap();
+        let mut s = client
+            .login(&self.user, &self.password)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        s.select("INBOX").await.unwrap();
+        s
+    }
+
+    /// Puts a message in the inbox (IMAP APPEND), unread.
+    pub async fn deliver(&self, raw: &str) {
+        let mut s = self.session().await;
+        s.append("INBOX", None, None, raw.as_bytes()).await.unwrap();
+        s.logout().await.unwrap();
+    }
+
+    /// The inbox: each message's Subject and whether it was read.
+    pub async fn inbox(&self) -> Vec<(String, bool)> {
+        use futures_util::TryStreamExt;
+        let mut s = self.session().await;
+        let fetched: Vec<_> = s
+            .fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            .await
+            .map(|st| st.try_collect::<Vec<_>>())
+            .unwrap()
+            .await
+            .unwrap_or_default();
+        let out = fetched
+            .iter()
+            .map(|f| {
+                let subject = String::from_utf8_lossy(f.header().unwrap_or_default())
+                    .trim()
+                    .trim_start_matches("Subject:")
+                    .trim()
+                    .to_owned();
+                let seen = f.flags().any(|fl| fl == async_imap::types::Flag::Seen);
+                (subject, seen)
+            })
+            .collect();
+        s.logout().await.unwrap();
+        out
+    }
+}

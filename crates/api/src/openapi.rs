@@ -47,6 +47,7 @@ use crate::{health, v1};
         v1::identities::delete_identity,
         v1::test_send::test_profile,
         v1::test_send::test_identity,
+        v1::test_send::poll_bounce_mailbox,
         v1::oauth::get_app,
         v1::oauth::put_app,
         v1::oauth::delete_app,

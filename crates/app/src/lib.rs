@@ -5,6 +5,7 @@ mod accept;
 mod access;
 mod api_keys;
 mod audit;
+mod bounces;
 mod cache;
 mod delivery;
 mod error;
@@ -30,6 +31,7 @@ use herald_store::Store;
 pub use access::{LoginSession, Page};
 pub use api_keys::{CreatedApiKey, NewApiKey};
 pub use audit::AuditCursor;
+pub use bounces::BouncePoll;
 pub use delivery::{Delivered, DeliveryContext, Job};
 pub use error::AppError;
 pub use events::EventCursor;
@@ -83,6 +85,12 @@ pub struct Herald {
     group_commit: Arc<std::sync::OnceLock<accept::GroupCommit>>,
     policy_cache: Arc<cache::PolicyCache>,
     key_cache: Arc<cache::KeyCache>,
+    /// Bounce mailbox polls failed in a row, per profile.
+    bounce_failures: Arc<bounces::PollFailures>,
+    /// POP3 bounce mailboxes: keys of the messages left in place.
+    pop3_kept: Arc<
+        std::sync::Mutex<std::collections::HashMap<herald_domain::RelayProfileId, Vec<String>>>,
+    >,
 }
 
 impl Herald {
@@ -101,6 +109,8 @@ impl Herald {
             group_commit: Arc::default(),
             policy_cache: Arc::default(),
             key_cache: Arc::default(),
+            bounce_failures: Arc::default(),
+            pop3_kept: Arc::default(),
         }
     }
 

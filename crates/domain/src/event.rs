@@ -51,10 +51,15 @@ pub enum EventKind {
     Paused,
     /// Held mail was released.
     Resumed,
+    /// A profile's bounce mailbox failed its configured number of polls in
+    /// a row.
+    MailboxFailing,
+    /// A failing bounce mailbox answered again.
+    MailboxRecovered,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 16] = [
         Self::Accepted,
         Self::Rejected,
         Self::Delivered,
@@ -69,6 +74,8 @@ impl EventKind {
         Self::IdentityDisconnected,
         Self::Paused,
         Self::Resumed,
+        Self::MailboxFailing,
+        Self::MailboxRecovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +94,8 @@ impl EventKind {
             Self::IdentityDisconnected => "identity_disconnected",
             Self::Paused => "paused",
             Self::Resumed => "resumed",
+            Self::MailboxFailing => "mailbox_failing",
+            Self::MailboxRecovered => "mailbox_recovered",
         }
     }
 }

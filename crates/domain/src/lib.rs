@@ -18,6 +18,7 @@ pub mod profile;
 pub mod queue;
 pub mod records;
 pub mod relay;
+pub mod report;
 pub mod role;
 pub mod tenant;
 pub mod text;
@@ -46,6 +47,7 @@ pub use records::{Actor, ApiKey, AuditEntry, Principal, Tenant, User};
 pub use relay::{
     AttachmentLimitMb, Port, RelayHost, RetrySchedule, SecurityMode, SmtpTimeout, ThrottleRate,
 };
+pub use report::{Bounce, DsnAction, DsnRecipient, MailReport, OriginalMessage};
 pub use role::Role;
 pub use tenant::{DomainName, RetentionDays, TenantName, TenantSlug};
 pub use time::Timestamp;

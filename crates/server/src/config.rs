@@ -206,6 +206,9 @@ pub struct WorkerSection {
     /// How often events past their tenant's retention are purged, in
     /// seconds.
     pub purge_interval_seconds: u64,
+    /// How often the bounce poller looks for mailboxes due a poll (each
+    /// is polled every `poll_minutes` of its profile), in seconds.
+    pub bounce_scan_seconds: u64,
 }
 
 impl Default for WorkerSection {
@@ -219,6 +222,7 @@ impl Default for WorkerSection {
             messages_per_connection: 100,
             idle_connection_seconds: 30,
             purge_interval_seconds: 600,
+            bounce_scan_seconds: 30,
         }
     }
 }

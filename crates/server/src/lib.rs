@@ -126,17 +126,21 @@ fn state(herald: Herald, config: &Config) -> AppState {
     }
 }
 
+/// The worker's stop switch, its delivery loop, and the loops beside it
+/// (event purge, bounce mailboxes).
+type Background = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
 /// A running server: its address, and a handle that stops it.
 pub struct Running {
     pub addr: SocketAddr,
     pub herald: Herald,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    worker: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    worker: Option<Background>,
 }
 
 impl Running {
@@ -145,10 +149,12 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
-        if let Some((stop, task, purge)) = self.worker {
+        if let Some((stop, task, background)) = self.worker {
             let _ = stop.send(true);
             let _ = task.await;
-            let _ = purge.await;
+            for b in background {
+                let _ = b.await;
+            }
         }
     }
 }
@@ -174,7 +180,12 @@ pub async fn start(config: &Config, herald: Herald) -> Result<Running, StartErro
             Duration::from_secs(config.worker.purge_interval_seconds.max(1)),
             stopped.clone(),
         ));
-        (stop, tokio::spawn(w.run(stopped)), purge)
+        let bounces = tokio::spawn(herald_worker::bounce_loop(
+            herald.clone(),
+            Duration::from_secs(config.worker.bounce_scan_seconds.max(1)),
+            stopped.clone(),
+        ));
+        (stop, tokio::spawn(w.run(stopped)), vec![purge, bounces])
     });
     Ok(Running {
         addr,

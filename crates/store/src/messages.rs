@@ -629,3 +629,33 @@ fn to_message(r: message::Model) -> Result<QueuedMessage, StoreError> {
         created_at: Timestamp::from_micros(r.created_at),
     })
 }
+
+/// A recipient that was handed over but then reported failed (a bounce
+/// report arriving later): its status becomes failed with the report's
+/// words. Returns false when it is not (or no longer) `delivered`, so a
+/// report read twice changes nothing the second time.
+pub async fn bounced(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+    index: u32,
+    reply: &str,
+) -> Result<bool, StoreError> {
+    let res = recipient::Entity::update_many()
+        .col_expr(
+            recipient::Column::Status,
+            Expr::value(RecipientStatus::Failed.as_str()),
+        )
+        .col_expr(recipient::Column::LastReply, Expr::value(reply))
+        .col_expr(
+            recipient::Column::UpdatedAt,
+            Expr::value(Timestamp::now().as_micros()),
+        )
+        .filter(recipient::Column::TenantId.eq(tenant.to_string()))
+        .filter(recipient::Column::MessageId.eq(id.to_string()))
+        .filter(recipient::Column::Idx.eq(index as i32))
+        .filter(recipient::Column::Status.eq(RecipientStatus::Delivered.as_str()))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}

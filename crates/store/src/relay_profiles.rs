@@ -122,6 +122,24 @@ pub async fn delete(
     Ok(res.rows_affected > 0)
 }
 
+/// Every tenant's profiles that have a bounce mailbox (for the poller).
+pub async fn with_bounce_mailbox(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<RelayProfile>, StoreError> {
+    relay_profile::Entity::find()
+        .filter(relay_profile::Column::Settings.like("%\"bounce_mailbox\":{%"))
+        .order_by_asc(relay_profile::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_profile)
+        .filter(|p| {
+            p.as_ref()
+                .map_or(true, |p| p.settings.bounce_mailbox.is_some())
+        })
+        .collect()
+}
+
 /// Names of the profiles whose Notify User is `user`.
 pub async fn notifying(
     db: &impl ConnectionTrait,

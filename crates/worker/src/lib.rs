@@ -260,3 +260,33 @@ pub async fn purge_loop(herald: Herald, every: Duration, mut shutdown: watch::Re
         }
     }
 }
+
+/// Polls every profile's bounce mailbox when its `poll_minutes` have
+/// passed (looking every `scan`), until `shutdown` turns true. A mailbox
+/// is polled first as soon as it is seen.
+pub async fn bounce_loop(herald: Herald, scan: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut last: std::collections::HashMap<_, tokio::time::Instant> = Default::default();
+    loop {
+        match herald.bounce_mailboxes().await {
+            Ok(list) => {
+                for (profile, every) in list {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    if last.get(&profile.id).is_some_and(|t| t.elapsed() < every) {
+                        continue;
+                    }
+                    last.insert(profile.id, tokio::time::Instant::now());
+                    if let Err(e) = herald.poll_bounce_mailbox(&profile).await {
+                        tracing::warn!(profile = %profile.id, error = %e, "recording bounce reports failed; trying again later");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing bounce mailboxes failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(scan) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}

@@ -73,6 +73,10 @@ pub fn router() -> Router<AppState> {
                 .delete(relay_profiles::delete_profile),
         )
         .route("/relay-profiles/{id}/test", post(test_send::test_profile))
+        .route(
+            "/relay-profiles/{id}/bounce-mailbox/poll",
+            post(test_send::poll_bounce_mailbox),
+        )
         .route("/identities/{id}/test", post(test_send::test_identity))
         .route("/identities/{id}/oauth/start", post(oauth::start))
         .route("/identities/{id}/oauth/disconnect", post(oauth::disconnect))

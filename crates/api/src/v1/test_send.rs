@@ -133,3 +133,59 @@ pub async fn test_identity(
         .await?;
     Ok(Json(report.into()))
 }
+
+/// What one poll of a bounce mailbox found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BouncePollResult {
+    /// The mailbox was read (false: `error` says why).
+    pub ok: bool,
+    pub error: Option<String>,
+    /// Unread messages taken from the mailbox.
+    pub fetched: u32,
+    /// Recipients recorded as failed by a bounce report.
+    pub bounced: u32,
+    /// Recipients a report says are delayed.
+    pub delayed: u32,
+    /// Complaints (feedback reports) recorded.
+    pub complained: u32,
+    /// Reports recorded by an earlier poll.
+    pub duplicates: u32,
+    /// Reports about no message of this tenant: marked read and left.
+    pub unmatched: u32,
+    /// Mail that is not a report: marked read and left for a person.
+    pub not_reports: u32,
+}
+
+impl From<herald_app::BouncePoll> for BouncePollResult {
+    fn from(p: herald_app::BouncePoll) -> Self {
+        Self {
+            ok: p.error.is_none(),
+            error: p.error,
+            fetched: p.fetched,
+            bounced: p.bounced,
+            delayed: p.delayed,
+            complained: p.complained,
+            duplicates: p.duplicates,
+            unmatched: p.unmatched,
+            not_reports: p.not_reports,
+        }
+    }
+}
+
+/// Reads the profile's bounce mailbox now (it is also read every
+/// `poll_minutes`): delivery status notifications become `failed` events
+/// (hard bounces also a bounce suppression), feedback reports `complained`
+/// events and complaint suppressions. Reports used are deleted from the
+/// mailbox. A mailbox that cannot be read is still 200, with `ok: false`.
+#[utoipa::path(post, path = "/api/v1/relay-profiles/{id}/bounce-mailbox/poll", tag = "relay-profiles",
+    params(("id" = String, Path)),
+    responses((status = 200, body = BouncePollResult), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+pub async fn poll_bounce_mailbox(
+    State(s): State<AppState>,
+    TenantAdmin(actor): TenantAdmin,
+    Path(id): Path<String>,
+) -> Result<Json<BouncePollResult>, ApiError> {
+    let poll = s.herald.poll_bounce_mailbox_now(&actor, &id).await?;
+    Ok(Json(poll.into()))
+}
