@@ -13,4 +13,5 @@ mod queue;
 mod storage;
 mod submit;
 mod test_send;
+mod unsubscribe;
 mod users;

@@ -184,6 +184,14 @@ fn submission(
                 })?)
             }
             "o:herald-purpose" => s.purpose = Some(PurposeName::parse(&text(&field)?)?),
+            "o:herald-list-unsubscribe" => {
+                if matches!(
+                    text(&field)?.to_ascii_lowercase().as_str(),
+                    "yes" | "true" | "1"
+                ) {
+                    s.unsubscribe = Some(String::new());
+                }
+            }
             "recipient-variables" => batch = Some(recipient_variables(&text(&field)?)?),
             n if n.eq_ignore_ascii_case("h:reply-to") => {
                 s.reply_to = Some(Mailbox::parse("h:Reply-To", &text(&field)?)?)
@@ -282,8 +290,13 @@ pub async fn send(
     req: Request,
 ) -> Result<Json<Value>, MailgunError> {
     sending_domain(&s, &actor, &domain).await?;
+    let base = crate::v3_events::base_url(&s, req.headers());
     let fields = fields(req, &s).await?;
-    let (submission, batch) = submission(fields).map_err(|e| MailgunError::bad(e.to_string()))?;
+    let (mut submission, batch) =
+        submission(fields).map_err(|e| MailgunError::bad(e.to_string()))?;
+    if submission.unsubscribe.is_some() || submission.uses_unsubscribe_links() {
+        submission.unsubscribe = Some(base);
+    }
     let Some(vars) = batch else {
         let accepted = s
             .herald

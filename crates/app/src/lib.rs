@@ -20,6 +20,7 @@ mod send;
 mod suppressions;
 mod tenants;
 mod test_send;
+mod unsubscribe;
 mod users;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use send::{Accepted, Idempotency, NewAttachment, Submission};
 pub use suppressions::{MAX_ADD as MAX_SUPPRESSIONS_PER_ADD, NewSuppression};
 pub use tenants::{CreatedTenant, NewTenant, TenantPatch};
 pub use test_send::TestSendReport;
+pub use unsubscribe::{TAG_UNSUBSCRIBE_URL, UNSUBSCRIBE_PATH, UNSUBSCRIBE_URL, UnsubscribeView};
 pub use users::{CreatedUser, NewUser, UserPatch};
 
 /// Settings the use cases need.

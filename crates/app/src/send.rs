@@ -52,6 +52,21 @@ pub struct Submission {
     /// The Message-ID (without brackets) to use instead of a new one: the
     /// copies of a Mailgun batch send share one.
     pub message_id: Option<String>,
+    /// Give the recipient unsubscribe links (`List-Unsubscribe` with
+    /// one-click, and `%unsubscribe_url%` / `%tag_unsubscribe_url%` in the
+    /// bodies) under this public base URL. Needs a single recipient.
+    pub unsubscribe: Option<String>,
+}
+
+impl Submission {
+    /// Whether a body asks for unsubscribe links (Mailgun's
+    /// `%unsubscribe_url%` or `%tag_unsubscribe_url%`).
+    pub fn uses_unsubscribe_links(&self) -> bool {
+        [&self.text, &self.html]
+            .into_iter()
+            .flatten()
+            .any(|b| b.contains(crate::UNSUBSCRIBE_URL) || b.contains(crate::TAG_UNSUBSCRIBE_URL))
+    }
 }
 
 /// An `Idempotency-Key` with the hash of the request it came with.
@@ -301,14 +316,45 @@ impl Herald {
             headers.push(own("X-Herald-Tenant", tenant.slug.as_str())?);
             headers.push(own("X-Herald-Message", &id.to_string())?);
         }
+        let (mut text, mut html) = (s.text.clone(), s.html.clone());
+        if let Some(base) = &s.unsubscribe {
+            if recipients.len() != 1 {
+                return Err(InvalidInput::new(
+                    "unsubscribe",
+                    "unsubscribe links are per recipient: send each recipient its own message \
+                     (Mailgun's recipient-variables makes one copy per to address)",
+                )
+                .into());
+            }
+            let (all, tagged) = self.unsubscribe_links(base, actor.tenant_id, id, 0);
+            let fill = |t: &String| {
+                t.replace(crate::UNSUBSCRIBE_URL, &all)
+                    .replace(crate::TAG_UNSUBSCRIBE_URL, &tagged)
+            };
+            text = text.as_ref().map(fill);
+            html = html.as_ref().map(fill);
+            let theirs = headers
+                .iter()
+                .any(|(n, _)| n.as_str().eq_ignore_ascii_case("List-Unsubscribe"));
+            if !theirs {
+                let header = |n: &str, v: &str| {
+                    HeaderName::parse(n).and_then(|n| HeaderValue::parse(v).map(|v| (n, v)))
+                };
+                headers.push(header("List-Unsubscribe", &format!("<{all}>"))?);
+                headers.push(header(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click",
+                )?);
+            }
+        }
         let mime = Outgoing {
             from: &resolved.from,
             reply_to: resolved.reply_to.as_ref(),
             to: &s.to,
             cc: &s.cc,
             subject: &s.subject,
-            text: s.text.as_deref(),
-            html: s.html.as_deref(),
+            text: text.as_deref(),
+            html: html.as_deref(),
             headers: &headers,
             attachments: &parts,
             message_id: &message_id,

@@ -659,3 +659,21 @@ pub async fn bounced(
         .await?;
     Ok(res.rows_affected > 0)
 }
+
+/// A message's tags (`o:tag`), as stored at acceptance.
+pub async fn tags(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: MessageId,
+) -> Result<Vec<String>, StoreError> {
+    let Some(row) = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant.to_string()))
+        .filter(message::Column::Id.eq(id.to_string()))
+        .one(db)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str(&row.tags)
+        .map_err(|e| StoreError::Corrupt(format!("tags of message {id}: {e}")))
+}

@@ -20,6 +20,7 @@ use crate::extract::{SESSION_COOKIE, session_cookie};
 
 mod events;
 mod identities;
+mod unsubscribe;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,6 +37,10 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/account/password", post(change_password))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::confirm).post(unsubscribe::unsubscribe),
+        )
 }
 
 /// Escapes text for HTML element content and attribute values.

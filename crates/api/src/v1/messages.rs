@@ -93,6 +93,11 @@ pub struct MessageIn {
     /// Accept and record, but do not send.
     #[serde(default)]
     pub test_mode: bool,
+    /// Add `List-Unsubscribe` with one-click unsubscribe (RFC 8058) for the
+    /// recipient. Also implied by `%unsubscribe_url%` or
+    /// `%tag_unsubscribe_url%` in a body. Needs a single recipient.
+    #[serde(default)]
+    pub list_unsubscribe: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -185,6 +190,7 @@ fn parse(m: MessageIn) -> Result<Submission, InvalidInput> {
             .transpose()?,
         test_mode: m.test_mode,
         message_id: None,
+        unsubscribe: None,
     })
 }
 
@@ -216,7 +222,11 @@ pub async fn submit(
             Some(herald_app::Idempotency::new(key, hash).map_err(herald_app::AppError::from)?)
         }
     };
-    let submission = parse(message).map_err(herald_app::AppError::from)?;
+    let wants_links = message.list_unsubscribe;
+    let mut submission = parse(message).map_err(herald_app::AppError::from)?;
+    if wants_links || submission.uses_unsubscribe_links() {
+        submission.unsubscribe = Some(crate::v3_events::base_url(&s, &headers));
+    }
     let accepted = s
         .herald
         .submit(&actor, submission, idempotency.as_ref())
