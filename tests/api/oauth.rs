@@ -786,3 +786,65 @@ async fn the_worker_refreshes_a_rejected_token_once_then_holds_the_mail() {
             .any(|m| m["data"].as_str().unwrap().contains("Grades"))
     );
 }
+
+/// A bounce mailbox that signs in as the identity: Dovecot checks the
+/// XOAUTH2 bearer token with the provider's introspection endpoint, and
+/// Herald reads the mailbox with the token the consent produced.
+#[tokio::test]
+async fn a_bounce_mailbox_signs_in_as_an_identity_over_xoauth2() {
+    use herald_tests::peers::{Dovecot, TestCerts};
+    let w = world("imapoauth", json!({})).await;
+    let certs = TestCerts::new();
+    let mailbox = Dovecot::with_oauth(&certs, &w.oauth.introspection_url).await;
+    let mut profile = smtp_profile(&w.t, "Bounces", w.smtp.port, json!({}));
+    profile["bounce_mailbox"] = json!({"protocol": "imap", "host": "127.0.0.1",
+        "port": mailbox.imap_port, "tls": false, "username": w.ada.email,
+        "auth": {"mode": "identity", "identity_id": w.identity}});
+    let p = w.app.create_profile(&w.t, profile).await;
+    let poll = |key: String| {
+        let app = &w.app;
+        let p = p.clone();
+        async move {
+            app.send(
+                Method::POST,
+                &format!("/api/v1/relay-profiles/{p}/bounce-mailbox/poll"),
+                &key,
+                None,
+            )
+            .await
+        }
+    };
+
+    // Before consent there is no token to sign in with.
+    let (status, got) = poll(w.t.admin_key.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["ok"], false, "{got}");
+
+    let callback = w.consent(&w.ada).await;
+    let (status, page) = w.callback(&w.ada, &callback).await;
+    assert_eq!(status, 200, "{page}");
+    let (_, got) = poll(w.t.admin_key.clone()).await;
+    assert_eq!(
+        (got["ok"].as_bool(), got["fetched"].as_u64()),
+        (Some(true), Some(0)),
+        "{got}\n{}\n{:?}",
+        mailbox.log(),
+        w.oauth.log()
+    );
+    let checks: Vec<bool> = w
+        .oauth
+        .log()
+        .iter()
+        .filter_map(|l| l["introspect"].as_bool())
+        .collect();
+    assert_eq!(checks, vec![true], "Dovecot checked the issued token once");
+
+    // Revoked at the provider: the mailbox refuses the token.
+    w.oauth.control(json!({"revoke": true})).await;
+    let (_, got) = poll(w.t.admin_key.clone()).await;
+    assert_eq!(got["ok"], false, "{got}");
+    assert!(
+        got["error"].as_str().unwrap().starts_with("login:"),
+        "{got}"
+    );
+}

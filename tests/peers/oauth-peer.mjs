@@ -6,8 +6,9 @@
 // Refresh tokens rotate: each refresh consumes the one presented and issues
 // a new one; an unknown, used or revoked refresh token gets invalid_grant.
 // Control lines on stdin: {"email": "..."}, {"revoke": true|false}.
-// Prints {"port", "issuer"} once listening on 127.0.0.1, then one JSON line
+// Prints {"port", "issuer", "introspection_url"} once listening on 127.0.0.1, then one JSON line
 // per token request: {"grant_type", "ok", "access_token", "refresh_token"}.
+import http from 'node:http';
 import readline from 'node:readline';
 import { OAuth2Server } from 'oauth2-mock-server';
 
@@ -28,6 +29,8 @@ server.service.on('beforeTokenSigning', (token) => {
 server.service.on('beforeUserinfo', (res) => {
   res.body = { sub: 'johndoe', email };
 });
+// Access tokens issued, for token introspection (below).
+const issued = new Set();
 server.service.on('beforeAuthorizeRedirect', (redirect, req) => {
   const code = redirect.url.searchParams.get('code');
   if (code) scopeOfCode.set(code, req.query.scope);
@@ -53,6 +56,7 @@ server.service.on('beforeResponse', (res, req) => {
     res.body.expires_in = cfg.code_expires_in ?? 3600;
   }
   if (scope) res.body.scope = scope;
+  if (res.body.access_token) issued.add(res.body.access_token);
   if (res.body.refresh_token) {
     valid.add(res.body.refresh_token);
     scopeOfRefresh.set(res.body.refresh_token, scope);
@@ -67,7 +71,28 @@ server.service.on('beforeResponse', (res, req) => {
 });
 
 await server.start(0, '127.0.0.1');
-log({ port: server.address().port, issuer: server.issuer.url });
+
+// Token introspection (RFC 7662), as an IMAP server checking an XOAUTH2
+// bearer token asks it (form-encoded `token=`, which the mock's own
+// /introspect does not read): active when this provider issued the token
+// and the grant is not revoked, for the current mailbox.
+const introspection = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    const token = new URLSearchParams(body).get('token');
+    const active = !revoked && issued.has(token);
+    log({ introspect: active });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(active ? { active: true, email } : { active: false }));
+  });
+});
+await new Promise((ok) => introspection.listen(0, '127.0.0.1', ok));
+log({
+  port: server.address().port,
+  issuer: server.issuer.url,
+  introspection_url: `http://127.0.0.1:${introspection.address().port}/`,
+});
 
 const rl = readline.createInterface({ input: process.stdin });
 rl.on('line', (line) => {

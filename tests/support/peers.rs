@@ -134,6 +134,8 @@ impl SmtpPeer {
 /// dropped.
 pub struct OAuthPeer {
     pub issuer: String,
+    /// Token introspection (RFC 7662) for XOAUTH2 checks by Dovecot.
+    pub introspection_url: String,
     log: Arc<Mutex<Vec<Value>>>,
     stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
     _child: Child,
@@ -149,6 +151,7 @@ impl OAuthPeer {
                 .unwrap()
                 .trim_end_matches('/')
                 .to_owned(),
+            introspection_url: hello["introspection_url"].as_str().unwrap().to_owned(),
             log,
             stdin: tokio::sync::Mutex::new(stdin),
             _child: child,
@@ -184,6 +187,11 @@ impl OAuthPeer {
             .count()
     }
 
+    /// Every JSON line it printed after starting, in order.
+    pub fn log(&self) -> Vec<Value> {
+        self.log.lock().unwrap().clone()
+    }
+
     /// The token requests it answered, in order.
     pub fn token_requests(&self) -> Vec<Value> {
         self.log
@@ -214,6 +222,16 @@ pub struct Dovecot {
 
 impl Dovecot {
     pub async fn start(certs: &TestCerts) -> Self {
+        Self::start_with(certs, None).await
+    }
+
+    /// Also accepts SASL XOAUTH2, checking each bearer token with the
+    /// OAuth provider's introspection endpoint (Dovecot's oauth2 passdb).
+    pub async fn with_oauth(certs: &TestCerts, introspection_url: &str) -> Self {
+        Self::start_with(certs, Some(introspection_url)).await
+    }
+
+    async fn start_with(certs: &TestCerts, introspection: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for sub in ["run", "state", "home"] {
@@ -265,13 +283,34 @@ impl Dovecot {
         )
         .unwrap();
         let p = d.display();
+        let oauth = match introspection {
+            Some(url) => {
+                std::fs::write(
+                    d.join("oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         username_attribute = email\nactive_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .unwrap();
+                format!(
+                    "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {p}/oauth2.conf.ext\n}}\n"
+                )
+            }
+            None => String::new(),
+        };
+        let mechanisms = if introspection.is_some() {
+            "plain login xoauth2 oauthbearer"
+        } else {
+            "plain login"
+        };
         let conf = format!(
             "base_dir = {p}/run\nstate_dir = {p}/state\nlog_path = {p}/log\n\
-             protocols = imap pop3\nlisten = 127.0.0.1\n\
+             protocols = imap pop3\nlisten = 127.0.0.1\nauth_verbose = yes\nauth_debug = yes\n\
              ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n\
-             disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             disable_plaintext_auth = no\nauth_mechanisms = {mechanisms}\n\
              default_internal_user = {internal}\ndefault_login_user = {login}\n\
-             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {p}/users\n}}\n\
+             {oauth}passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {p}/users\n}}\n\
              userdb {{\n  driver = static\n  args = uid={mail_uid} gid={mail_gid} home={p}/home/%u\n}}\n\
              mail_location = maildir:{p}/home/%u/Maildir\n\
              service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
@@ -323,6 +362,13 @@ impl Dovecot {
             _dir: dir,
             _child: child,
         }
+    }
+
+    /// Dovecot's log so far (for failure messages; its log process
+    /// writes a moment later).
+    pub fn log(&self) -> String {
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
     }
 
     async fn session(&self) -> async_imap::Session<tokio::net::TcpStream> {
