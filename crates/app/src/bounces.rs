@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use herald_domain::{
     Actor, Bounce, BounceMailbox, DsnRecipient, EmailAddress, Event, EventKind, MailReport,
-    MailboxAuth, ProfileSecret, QueuedMessage, RecipientState, RelayProfile, RelayProfileId, Role,
-    Severity, TenantId, Timestamp, Transport,
+    MailboxAuth, MailboxProtocol, ProfileSecret, QueuedMessage, RecipientState, RelayProfile,
+    RelayProfileId, Role, Severity, TenantId, Timestamp, Transport,
 };
 use herald_mailer::{MailboxError, MailboxLogin, MailboxServer, MailboxSession, parse_report};
 use herald_store::suppressions::SuppressionKind;
@@ -191,7 +191,10 @@ impl Herald {
         };
         let login = self.mailbox_login(profile, mailbox).await?;
         let mut session = MailboxSession::open(&server, &login).await?;
-        let skip = self.pop3_kept(profile.id);
+        let skip = match mailbox.protocol {
+            MailboxProtocol::Pop3 => self.pop3_kept(profile.id),
+            MailboxProtocol::Imap => Vec::new(),
+        };
         let fetched = session.unread(PER_POLL, &skip).await?;
         let mut poll = BouncePoll {
             fetched: fetched.len() as u32,
@@ -223,7 +226,9 @@ impl Herald {
             }
             used.push(f.key.clone());
         }
-        self.remember_pop3_kept(profile.id, &kept);
+        if mailbox.protocol == MailboxProtocol::Pop3 {
+            self.remember_pop3_kept(profile.id, &kept);
+        }
         session.settle(&used, &kept).await?;
         tracing::info!(tenant = %profile.tenant_id, profile = %profile.id, ?poll, "bounce mailbox polled");
         Ok(poll)
