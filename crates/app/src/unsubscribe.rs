@@ -13,7 +13,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use herald_crypto::{SealContext, Sealed};
-use herald_domain::{EmailAddress, Event, EventKind, MessageId, TenantId, Timestamp};
+use herald_domain::{
+    EmailAddress, Event, EventKind, MessageId, QueuedMessage, TenantId, Timestamp,
+};
 use herald_store::suppressions::{Suppression, SuppressionKind};
 use herald_store::{events, messages, suppressions, tenants};
 
@@ -124,9 +126,13 @@ impl Herald {
         self.unsubscribe_view(link, true).await
     }
 
-    async fn unsubscribe_view(&self, link: Link, act: bool) -> Result<UnsubscribeView, AppError> {
-        let tx = self.store.begin().await?;
-        let db = tx.conn();
+    /// What `link` names and whether its address is already unsubscribed
+    /// for its scope (with the entry there now).
+    async fn look_up(
+        &self,
+        db: &impl herald_store::Connection,
+        link: Link,
+    ) -> Result<(UnsubscribeView, QueuedMessage, Option<Suppression>), AppError> {
         let not_found = || AppError::NotFound("unsubscribe link");
         let tenant = tenants::get(db, link.tenant).await?.ok_or_else(not_found)?;
         let message = messages::get(db, link.tenant, link.message)
@@ -137,13 +143,12 @@ impl Herald {
             .into_iter()
             .find(|r| r.index == link.index)
             .ok_or_else(not_found)?;
-        let tags = if link.tagged {
+        // A tag link on a message without tags is a link for everything.
+        let scope = if link.tagged {
             messages::tags(db, link.tenant, link.message).await?
         } else {
             Vec::new()
         };
-        // A tag link on a message without tags is a link for everything.
-        let scope = tags.clone();
         let existing = suppressions::get(
             db,
             link.tenant,
@@ -157,14 +162,27 @@ impl Herald {
                 || (!scope.is_empty() && scope.iter().all(|t| e.tags.contains(t)))
         });
         let view = UnsubscribeView {
-            address: recipient.address.clone(),
+            address: recipient.address,
             tenant_name: tenant.name.to_string(),
-            tags: scope.clone(),
+            tags: scope,
             already: covered,
         };
-        if !act || covered {
+        Ok((view, message, existing))
+    }
+
+    async fn unsubscribe_view(&self, link: Link, act: bool) -> Result<UnsubscribeView, AppError> {
+        if !act {
+            // The page only reads (link scanners fetch it): no write lock.
+            return Ok(self.look_up(self.store.read(), link).await?.0);
+        }
+        let tx = self.store.begin().await?;
+        let db = tx.conn();
+        let (view, message, existing) = self.look_up(db, link).await?;
+        if view.already {
             return Ok(view);
         }
+        let scope = view.tags.clone();
+        let recipient = &view.address;
         let merged = match existing {
             Some(e) if !scope.is_empty() => {
                 let mut t = e.tags;
@@ -184,7 +202,7 @@ impl Herald {
             link.tenant,
             &[Suppression {
                 kind: SuppressionKind::Unsubscribe,
-                address: recipient.address.clone(),
+                address: recipient.clone(),
                 code: None,
                 error: None,
                 tags: merged,
@@ -196,7 +214,7 @@ impl Herald {
             link.tenant,
             message.id,
             &message.mail_from,
-            &recipient.address,
+            recipient,
             EventKind::Unsubscribed,
         );
         e.profile_id = message.profile_id;
