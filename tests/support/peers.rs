@@ -237,23 +237,17 @@ impl Dovecot {
         for sub in ["run", "state", "home"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
+        let id = |a: &str| {
+            std::process::Command::new("id")
+                .arg(a)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
         // As root Dovecot runs its parts as its own users and the mail as
         // nobody; otherwise everything runs as the caller.
-        let me = || {
-            let out = |a: &str| {
-                std::process::Command::new("id")
-                    .arg(a)
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                    .unwrap()
-            };
-            (out("-un"), out("-gn"), out("-u"), out("-g"))
-        };
+        let root = uid == "0";
         let (internal, login, mail_uid, mail_gid) = if root {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -266,7 +260,7 @@ impl Dovecot {
                 "nogroup".to_owned(),
             )
         } else {
-            let (u, g, uid, gid) = me();
+            let (u, g) = (id("-un"), id("-gn"));
             (format!("{u}\ndefault_internal_group = {g}"), u, uid, gid)
         };
         let (imap_port, pop3_port, imaps_port, pop3s_port) = (

@@ -309,12 +309,12 @@ impl Herald {
             })
             .collect();
         let mut headers = s.headers.clone();
+        let header = |n: &str, v: &str| {
+            HeaderName::parse(n).and_then(|n| HeaderValue::parse(v).map(|v| (n, v)))
+        };
         if !profile.settings.delivery.disable_own_headers {
-            let own = |n: &str, v: &str| {
-                HeaderName::parse(n).and_then(|n| HeaderValue::parse(v).map(|v| (n, v)))
-            };
-            headers.push(own("X-Herald-Tenant", tenant.slug.as_str())?);
-            headers.push(own("X-Herald-Message", &id.to_string())?);
+            headers.push(header("X-Herald-Tenant", tenant.slug.as_str())?);
+            headers.push(header("X-Herald-Message", &id.to_string())?);
         }
         let (mut text, mut html) = (s.text.clone(), s.html.clone());
         if let Some(base) = &s.unsubscribe {
@@ -337,9 +337,6 @@ impl Herald {
                 .iter()
                 .any(|(n, _)| n.as_str().eq_ignore_ascii_case("List-Unsubscribe"));
             if !theirs {
-                let header = |n: &str, v: &str| {
-                    HeaderName::parse(n).and_then(|n| HeaderValue::parse(v).map(|v| (n, v)))
-                };
                 headers.push(header("List-Unsubscribe", &format!("<{all}>"))?);
                 headers.push(header(
                     "List-Unsubscribe-Post",

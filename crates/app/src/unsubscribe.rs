@@ -186,13 +186,11 @@ impl Herald {
         let merged = match existing {
             Some(e) if !scope.is_empty() => {
                 let mut t = e.tags;
-                t.extend(
-                    scope
-                        .iter()
-                        .filter(|s| !t.contains(s))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
+                for tag in &scope {
+                    if !t.contains(tag) {
+                        t.push(tag.clone());
+                    }
+                }
                 t
             }
             _ => scope.clone(),

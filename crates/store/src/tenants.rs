@@ -57,8 +57,18 @@ pub async fn rename(
     tenant_id: TenantId,
     name: &TenantName,
 ) -> Result<(), StoreError> {
+    set_column(db, tenant_id, tenant::Column::Name, name.to_string().into()).await
+}
+
+/// Sets one column of the tenant's row, and its `updated_at`.
+async fn set_column(
+    db: &impl ConnectionTrait,
+    tenant_id: TenantId,
+    column: tenant::Column,
+    value: sea_orm::Value,
+) -> Result<(), StoreError> {
     tenant::Entity::update_many()
-        .col_expr(tenant::Column::Name, name.to_string().into())
+        .col_expr(column, value.into())
         .col_expr(
             tenant::Column::UpdatedAt,
             Timestamp::now().as_micros().into(),
@@ -75,19 +85,13 @@ pub async fn set_retention(
     tenant_id: TenantId,
     days: herald_domain::RetentionDays,
 ) -> Result<(), StoreError> {
-    tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::EventRetentionDays,
-            i32::from(days.days()).into(),
-        )
-        .col_expr(
-            tenant::Column::UpdatedAt,
-            Timestamp::now().as_micros().into(),
-        )
-        .filter(tenant::Column::Id.eq(tenant_id.to_string()))
-        .exec(db)
-        .await?;
-    Ok(())
+    set_column(
+        db,
+        tenant_id,
+        tenant::Column::EventRetentionDays,
+        i32::from(days.days()).into(),
+    )
+    .await
 }
 
 /// Every tenant's id and event retention (for the purge).
