@@ -464,3 +464,96 @@ async fn the_worker_polls_on_its_own() {
     }
     panic!("the worker did not poll the bounce mailbox within 10 s");
 }
+
+/// Anyone can mail a bounce mailbox: a report whose base64 part decodes to
+/// NUL and CR, and a feedback report with an oversize user agent and a
+/// header injection in its recipient, are recorded with clean text (on
+/// PostgreSQL a NUL would otherwise fail the insert and the poll).
+#[tokio::test]
+async fn hostile_reports_are_recorded_with_clean_text() {
+    use base64::Engine as _;
+    let certs = TestCerts::new();
+    let mailbox = Dovecot::start(&certs).await;
+    let smtp = SmtpPeer::start(json!({})).await;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("rough").await;
+    let p = app
+        .create_profile(
+            &t,
+            profile(
+                &t,
+                smtp.port,
+                imap(mailbox.imap_port, &mailbox.user),
+                &mailbox.password,
+                &certs.ca_pem,
+            ),
+        )
+        .await;
+    let bounced = delivered(&app, &t, &p, "gone@home.example").await;
+    let complained = delivered(&app, &t, &p, "angry@home.example").await;
+    let d = &t.domain;
+
+    let status = base64::engine::general_purpose::STANDARD.encode(
+        "Final-Recipient: rfc822; gone@home.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 bad\0user\rhere\r\n",
+    );
+    mailbox
+        .deliver(&format!(
+            "From: MAILER-DAEMON@mx.home.example\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             {status}\r\n\
+             --b\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+             From: office@{d}\r\nX-Herald-Message: {bounced}\r\n\r\n--b--\r\n"
+        ))
+        .await;
+    let report = base64::engine::general_purpose::STANDARD.encode(format!(
+        "Feedback-Type: abuse\0\r\nUser-Agent: {}\r\n\
+         Original-Rcpt-To: angry@home.example\rBcc: victim@elsewhere.example\r\n",
+        "A".repeat(10_000)
+    ));
+    mailbox
+        .deliver(&format!(
+            "From: fbl@isp.example\r\nSubject: Complaint\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"f\"\r\n\r\n\
+             --f\r\nContent-Type: message/feedback-report\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             {report}\r\n\
+             --f\r\nContent-Type: message/rfc822\r\n\r\n\
+             From: office@{d}\r\nTo: angry@home.example\r\nX-Herald-Message: {complained}\r\n\r\nHi\r\n--f--\r\n"
+        ))
+        .await;
+
+    let (status, got) = poll(&app, &t.admin_key, &p).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        (
+            got["ok"].as_bool(),
+            got["bounced"].as_u64(),
+            got["complained"].as_u64()
+        ),
+        (Some(true), Some(1), Some(1)),
+        "{got}"
+    );
+    let failed = events(&app, &t, &format!("message={bounced}&event=failed")).await;
+    assert_eq!(
+        failed[0]["delivery-status"]["message"],
+        "550 5.1.1 bad user here"
+    );
+    let complaint = events(&app, &t, &format!("message={complained}&event=complained")).await;
+    assert_eq!(complaint.len(), 1, "{complaint:#?}");
+    // The injected line named no one: the original's To is the complainer.
+    assert_eq!(complaint[0]["recipient"], "angry@home.example");
+    let description = complaint[0]["herald"]["description"].as_str().unwrap();
+    assert!(
+        description.len() < 300,
+        "the user agent was cut: {description}"
+    );
+    let (status, _) = app
+        .get(
+            "/api/v1/suppressions/complaint/victim@elsewhere.example",
+            &t.admin_key,
+        )
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

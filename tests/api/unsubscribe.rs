@@ -160,6 +160,30 @@ async fn a_recipient_unsubscribes_with_the_link_in_their_message() {
     bad.push(if last == 'A' { 'B' } else { 'A' });
     assert_eq!(one_click(&app, &bad).await.0, 404);
     assert_eq!(one_click(&app, &app.url("/u/not-a-token")).await.0, 404);
+    // The same sealed part presented as another tenant's link: the tenant
+    // is bound into the seal, so it opens for no one.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let other = app.tenant("elsewhere").await;
+    let (base, token) = urls[0].rsplit_once('/').unwrap();
+    let mut bytes = b64.decode(token).unwrap();
+    let other_id: uuid::Uuid = other.id.parse().unwrap();
+    bytes[..16].copy_from_slice(other_id.as_bytes());
+    let moved = format!("{base}/{}", b64.encode(&bytes));
+    assert_eq!(one_click(&app, &moved).await.0, 404);
+    assert_eq!(app.client.get(&moved).send().await.unwrap().status(), 404);
+    // CR/LF and an oversize token are just tokens that open nothing.
+    assert_eq!(
+        one_click(&app, &app.url("/u/abc%0D%0ABcc:%20x")).await.0,
+        404
+    );
+    assert_eq!(
+        one_click(&app, &app.url(&format!("/u/{}", "A".repeat(4000))))
+            .await
+            .0,
+        404
+    );
+    assert!(unsubscribed_events(&app, &other).await.is_empty());
     app.stop().await;
 }
 

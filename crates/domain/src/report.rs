@@ -126,6 +126,21 @@ impl MailReport {
 
 /// The longest diagnostic kept.
 const MAX_DIAGNOSTIC: usize = 1000;
+/// The longest of the other texts kept (host names, user agents, types).
+const MAX_FIELD: usize = 255;
+
+/// Report text as Herald stores it: anyone can mail a bounce mailbox, and a
+/// base64 part can carry any byte, so control characters (NUL, CR, LF, …)
+/// become spaces and the text is cut at `max` characters.
+fn clean(text: &str, max: usize) -> String {
+    let kept: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    kept.trim().to_owned()
+}
 
 /// The blocks of `Name: value` fields in a `message/delivery-status` or
 /// `message/feedback-report` body (RFC 3464 §2.1: blocks separated by blank
@@ -191,8 +206,8 @@ pub fn dsn_recipients(text: &str) -> Vec<DsnRecipient> {
                 .and_then(|s| s.split_whitespace().next())
                 .and_then(|s| s.parse::<EnhancedCode>().ok());
             let diagnostic = field(b, "diagnostic-code").map(|d| match d.split_once(';') {
-                Some((_, text)) => text.trim().to_owned(),
-                None => d.to_owned(),
+                Some((_, text)) => clean(text, MAX_DIAGNOSTIC),
+                None => clean(d, MAX_DIAGNOSTIC),
             });
             let reply_code = diagnostic
                 .as_deref()
@@ -200,15 +215,15 @@ pub fn dsn_recipients(text: &str) -> Vec<DsnRecipient> {
                 .and_then(|c| c.parse::<u16>().ok())
                 .filter(|c| (200..600).contains(c));
             let remote_mta = field(b, "remote-mta").map(|m| match m.split_once(';') {
-                Some((_, host)) => host.trim().to_owned(),
-                None => m.to_owned(),
+                Some((_, host)) => clean(host, MAX_FIELD),
+                None => clean(m, MAX_FIELD),
             });
             Some(DsnRecipient {
                 recipient,
                 action,
                 status,
                 reply_code,
-                diagnostic: diagnostic.map(|d| d.chars().take(MAX_DIAGNOSTIC).collect()),
+                diagnostic,
                 remote_mta,
             })
         })
@@ -219,13 +234,13 @@ pub fn dsn_recipients(text: &str) -> Vec<DsnRecipient> {
 /// `Feedback-Type` (required), every `Original-Rcpt-To`, `User-Agent`.
 pub fn feedback_fields(text: &str) -> Option<(String, Vec<EmailAddress>, Option<String>)> {
     let fields: Vec<(String, String)> = field_blocks(text).into_iter().flatten().collect();
-    let kind = field(&fields, "feedback-type")?.to_ascii_lowercase();
+    let kind = clean(field(&fields, "feedback-type")?, MAX_FIELD).to_ascii_lowercase();
     let recipients = fields
         .iter()
         .filter(|(n, _)| n == "original-rcpt-to")
         .filter_map(|(_, v)| typed_address(v))
         .collect();
-    let agent = field(&fields, "user-agent").map(str::to_owned);
+    let agent = field(&fields, "user-agent").map(|a| clean(a, MAX_FIELD));
     Some((kind, recipients, agent))
 }
 
@@ -273,6 +288,28 @@ mod tests {
         assert_eq!(r[1].action, DsnAction::Failed);
         assert_eq!(r[1].bounce(), Bounce::Failed { suppress: false });
         assert_eq!(r[2].bounce(), Bounce::Delayed);
+    }
+
+    #[test]
+    fn control_characters_and_oversize_text_do_not_get_through() {
+        let long = "x".repeat(5000);
+        let r = dsn_recipients(&format!(
+            "Final-Recipient: rfc822; a@b.example\nAction: failed\nStatus: 5.1.1\n\
+             Remote-MTA: dns; mx\0.b.example\nDiagnostic-Code: smtp; 550 5.1.1 no\0such\ruser {long}\n"
+        ));
+        let d = r[0].diagnostic.as_deref().unwrap();
+        assert!(d.starts_with("550 5.1.1 no such user xxx"), "{d}");
+        assert_eq!(d.chars().count(), MAX_DIAGNOSTIC);
+        assert_eq!(r[0].remote_mta.as_deref(), Some("mx .b.example"));
+        assert_eq!(r[0].reply_code, Some(550));
+        let (kind, _, agent) =
+            feedback_fields(&format!("Feedback-Type: abuse\0\nUser-Agent: {long}\n")).unwrap();
+        assert_eq!(kind, "abuse");
+        assert_eq!(agent.unwrap().len(), MAX_FIELD);
+        // An address with a control character is no address.
+        assert!(
+            dsn_recipients("Final-Recipient: rfc822; a\0@b.example\nAction: failed\n").is_empty()
+        );
     }
 
     #[test]
