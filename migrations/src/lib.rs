@@ -16,6 +16,7 @@ mod m20261122_000005_queue;
 mod m20261122_000006_delivery;
 mod m20261123_000007_message_body;
 mod m20261123_000008_event_log;
+mod m20261123_000009_body_compression;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_delivery::Migration),
             Box::new(m20261123_000007_message_body::Migration),
             Box::new(m20261123_000008_event_log::Migration),
+            Box::new(m20261123_000009_body_compression::Migration),
         ]
     }
 }

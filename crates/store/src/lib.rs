@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod audit;
+mod body;
 mod convert;
 mod entity;
 mod error;

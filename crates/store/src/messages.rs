@@ -75,9 +75,13 @@ pub async fn insert_many(
         message::Entity::insert_many(rows)
             .exec_without_returning(db)
             .await?;
-        let bodies = chunk.iter().map(|(m, body, _)| message_body::ActiveModel {
-            message_id: Set(m.id.to_string()),
-            mime: Set(body.mime.to_vec()),
+        let bodies = chunk.iter().map(|(m, body, _)| {
+            let (stored, compression) = crate::body::pack(body.mime);
+            message_body::ActiveModel {
+                message_id: Set(m.id.to_string()),
+                mime: Set(stored),
+                compression: Set(compression.map(str::to_owned)),
+            }
         });
         message_body::Entity::insert_many(bodies)
             .exec_without_returning(db)
@@ -136,10 +140,11 @@ pub async fn mime(
     if get(db, tenant, id).await?.is_none() {
         return Ok(None);
     }
-    Ok(message_body::Entity::find_by_id(id.to_string())
+    message_body::Entity::find_by_id(id.to_string())
         .one(db)
         .await?
-        .map(|b| b.mime))
+        .map(|b| crate::body::unpack(b.mime, b.compression.as_deref()))
+        .transpose()
 }
 
 pub async fn recipients(
@@ -496,21 +501,25 @@ pub async fn for_delivery(
             .filter(message::Column::Id.is_in(keys()))
             .all(db)
             .await?;
-        let mut bodies: std::collections::HashMap<String, Vec<u8>> = message_body::Entity::find()
-            .filter(message_body::Column::MessageId.is_in(keys()))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|b| (b.message_id, b.mime))
-            .collect();
+        let mut bodies: std::collections::HashMap<String, (Vec<u8>, Option<String>)> =
+            message_body::Entity::find()
+                .filter(message_body::Column::MessageId.is_in(keys()))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|b| (b.message_id, (b.mime, b.compression)))
+                .collect();
         for r in rows {
-            // A message without its body cannot be delivered; it stays
-            // claimed until its lease ends, and shows in the logs.
-            let Some(mime) = bodies.remove(&r.id) else {
+            // A message without a readable body cannot be delivered; it
+            // stays claimed until its lease ends, and shows in the logs.
+            let Some((stored, compression)) = bodies.remove(&r.id) else {
                 tracing::error!(message = %r.id, "message body missing");
                 continue;
             };
-            out.push((to_message(r)?, mime));
+            match crate::body::unpack(stored, compression.as_deref()) {
+                Ok(mime) => out.push((to_message(r)?, mime)),
+                Err(e) => tracing::error!(message = %r.id, error = %e, "message body unreadable"),
+            }
         }
     }
     Ok(out)

@@ -6,7 +6,10 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub message_id: String,
+    /// The stored bytes: raw, or compressed as `compression` says.
     pub mime: Vec<u8>,
+    /// NULL (raw) or `lz4`; see `crate::body`.
+    pub compression: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
