@@ -252,6 +252,7 @@ async fn setup(args: &Args, sink_port: u16) -> Setup {
 /// compresses about as well as real letters do. A repeated line would
 /// compress to almost nothing and flatter the stored-size figures.
 fn mime(size: usize) -> Vec<u8> {
+    #[rustfmt::skip]
     const WORDS: &[&str] = &[
         "the", "of", "and", "to", "in", "your", "for", "is", "on", "this", "with", "we", "our",
         "term", "report", "invoice", "payment", "due", "date", "amount", "account", "student",

@@ -22,7 +22,7 @@ pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreErr
 
 /// Writes many events in one statement per 500.
 pub async fn insert_many(db: &impl ConnectionTrait, events: &[Event]) -> Result<(), StoreError> {
-    for chunk in events.chunks(500) {
+    for chunk in crate::shaped(events, 256) {
         event::Entity::insert_many(chunk.iter().map(row))
             .exec_without_returning(db)
             .await?;

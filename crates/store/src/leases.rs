@@ -118,10 +118,10 @@ pub struct Finish<'a> {
 }
 
 /// Rows per statement in [`finish_many`] (six parameters each).
-const FINISH_CHUNK: usize = 500;
+const FINISH_CHUNK: usize = 256;
 
 /// Records the ends of attempts for recipients `owner` holds, one statement
-/// per 500: an UPDATE joined to the new values. Returns the (message, index) pairs whose lease was
+/// per 256 (see [`crate::shaped`]): an UPDATE joined to the new values. Returns the (message, index) pairs whose lease was
 /// still held and are now recorded; the others are left unchanged.
 pub async fn finish_many(
     db: &impl ConnectionTrait,
@@ -131,7 +131,7 @@ pub async fn finish_many(
     let backend = db.get_database_backend();
     let now = Timestamp::now().as_micros();
     let mut kept = std::collections::HashSet::with_capacity(items.len());
-    for chunk in items.chunks(FINISH_CHUNK) {
+    for chunk in crate::shaped(items, FINISH_CHUNK) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6 + 2);
         let mut rows = Vec::with_capacity(chunk.len());
         for f in chunk {

@@ -72,6 +72,40 @@ impl Tx {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prepared statements kept per connection. Batched statements come in a
+/// few shapes each (see [`shaped`]); SQLite's writer sees about a hundred.
+const STATEMENT_CACHE: usize = 256;
+
+/// Splits `items` into runs of `max`, then of falling powers of two down
+/// to [`SMALL`], then what is left (1,000 rows at 256: 256, 256, 256, 128,
+/// 64, 32, 8). A statement with a row or a parameter per item then takes a
+/// few large shapes, which each connection prepares once and keeps,
+/// instead of parsing a new statement of thousands of parameters for every
+/// batch size (on SQLite that parse cost more than running it). Below
+/// `SMALL` a statement is cheap to parse, and one more round trip to the
+/// database would cost more than the parse saves.
+pub(crate) fn shaped<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max {
+            max
+        } else if rest.len() >= SMALL {
+            1 << rest.len().ilog2()
+        } else {
+            rest.len()
+        };
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
+/// Batches smaller than this go in one statement, whatever their size.
+const SMALL: usize = 32;
+
 impl Store {
     /// Opens `url`: `sqlite://PATH` (created if missing, with its directory)
     /// or `postgres://…`.
@@ -81,7 +115,8 @@ impl Store {
             opts.max_connections(16)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
-                .sqlx_logging(false);
+                .sqlx_logging(false)
+                .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE));
             let pool = Database::connect(opts).await?;
             return Ok(Self {
                 writer: pool.clone(),
@@ -123,6 +158,7 @@ impl Store {
                         // through a bounded channel; at sqlx's 50 a claim
                         // of 256 messages blocked the thread five times.
                         .row_buffer_size(1024)
+                        .statement_cache_capacity(STATEMENT_CACHE)
                 });
             opts
         };
@@ -172,5 +208,32 @@ impl Store {
     pub async fn close(self) {
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shaped;
+
+    #[test]
+    fn batches_split_into_few_shapes_and_lose_nothing() {
+        let items: Vec<u32> = (0..1000).collect();
+        let sizes: Vec<usize> = shaped(&items, 256).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [256, 256, 256, 128, 64, 32, 8]);
+        // A group commit's usual batch is one statement.
+        assert_eq!(shaped(&items[..31], 256).count(), 1);
+        let back: Vec<u32> = shaped(&items, 256).flatten().copied().collect();
+        assert_eq!(back, items);
+        for n in 0..600 {
+            let items: Vec<u32> = (0..n).collect();
+            let chunks: Vec<&[u32]> = shaped(&items, 256).collect();
+            assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), n as usize);
+            if let Some((last, big)) = chunks.split_last() {
+                let shape = |c: &&[u32]| c.len() == 256 || c.len().is_power_of_two();
+                assert!(big.iter().all(shape));
+                assert!(last.len() < 32 || shape(last));
+            }
+            assert!(chunks.len() <= 4 + n as usize / 256, "{n}: {chunks:?}");
+        }
     }
 }

@@ -42,14 +42,14 @@ pub type NewMessage<'a> = (
     &'a [(EmailAddress, RecipientStatus)],
 );
 
-/// Stores many messages with few statements (a group commit): messages 50
-/// per INSERT, recipients 500 per INSERT.
+/// Stores many messages with few statements (a group commit): messages 32
+/// per INSERT, recipients 256 per INSERT, in the shapes of [`crate::shaped`].
 pub async fn insert_many(
     db: &impl ConnectionTrait,
     items: &[NewMessage<'_>],
 ) -> Result<(), StoreError> {
     let now = Timestamp::now().as_micros();
-    for chunk in items.chunks(50) {
+    for chunk in crate::shaped(items, 32) {
         let rows = chunk.iter().map(|(m, body, recipients)| {
             let statuses: Vec<RecipientStatus> = recipients.iter().map(|(_, s)| *s).collect();
             message::ActiveModel {
@@ -109,7 +109,7 @@ pub async fn insert_many(
                 })
         })
         .collect();
-    for chunk in rows.chunks(500) {
+    for chunk in crate::shaped(&rows, 256) {
         recipient::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(db)
             .await?;
@@ -438,7 +438,7 @@ async fn move_scope(
         .collect();
     let now = Timestamp::now().as_micros();
     let mut moved = 0;
-    for chunk in ids.chunks(500) {
+    for chunk in crate::shaped(&ids, 256) {
         let res = recipient::Entity::update_many()
             .col_expr(recipient::Column::Status, Expr::value(to.as_str()))
             .col_expr(recipient::Column::NextAttemptAt, Expr::value(now))
@@ -495,7 +495,7 @@ pub async fn for_delivery(
     ids: &[MessageId],
 ) -> Result<Vec<(QueuedMessage, Vec<u8>)>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
+    for chunk in crate::shaped(ids, 256) {
         let keys = || chunk.iter().map(|i| i.to_string());
         let rows = message::Entity::find()
             .filter(message::Column::Id.is_in(keys()))
@@ -526,13 +526,13 @@ pub async fn for_delivery(
 }
 
 /// Recomputes many messages' statuses from their recipients' (after a
-/// worker recorded results): one read and one update per status per 500.
+/// worker recorded results): one read and one update per status per 256.
 pub async fn refresh_statuses(
     db: &impl ConnectionTrait,
     ids: &[MessageId],
 ) -> Result<(), StoreError> {
     let now = Timestamp::now().as_micros();
-    for chunk in ids.chunks(500) {
+    for chunk in crate::shaped(ids, 256) {
         let keys: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
         let rows: Vec<(String, String)> = recipient::Entity::find()
             .select_only()
@@ -559,12 +559,14 @@ pub async fn refresh_statuses(
                 .push(id.to_owned());
         }
         for (status, ids) in by_status {
-            message::Entity::update_many()
-                .col_expr(message::Column::Status, Expr::value(status))
-                .col_expr(message::Column::UpdatedAt, Expr::value(now))
-                .filter(message::Column::Id.is_in(ids))
-                .exec(db)
-                .await?;
+            for ids in crate::shaped(&ids, 256) {
+                message::Entity::update_many()
+                    .col_expr(message::Column::Status, Expr::value(status))
+                    .col_expr(message::Column::UpdatedAt, Expr::value(now))
+                    .filter(message::Column::Id.is_in(ids.iter().cloned()))
+                    .exec(db)
+                    .await?;
+            }
         }
     }
     Ok(())

@@ -121,7 +121,7 @@ pub async fn lookup(
     // A group commit asks for many messages' recipients at once: a few
     // hundred keys per statement stay far below any bind-parameter limit.
     let mut found: Vec<(String, Hit)> = Vec::new();
-    for chunk in keys.chunks(500) {
+    for chunk in crate::shaped(&keys, 256) {
         let rows = suppression::Entity::find()
             .filter(suppression::Column::TenantId.eq(tenant.to_string()))
             .filter(suppression::Column::AddressKey.is_in(chunk.iter().cloned()))
@@ -182,7 +182,7 @@ pub async fn put_many(
     tenant: TenantId,
     entries: &[Suppression],
 ) -> Result<(), StoreError> {
-    for chunk in entries.chunks(200) {
+    for chunk in crate::shaped(entries, 128) {
         suppression::Entity::insert_many(chunk.iter().map(|e| suppression::ActiveModel {
             tenant_id: Set(tenant.to_string()),
             kind: Set(e.kind.as_str().to_owned()),
