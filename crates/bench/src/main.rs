@@ -288,7 +288,7 @@ MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
         if !line.is_empty() {
             line.push(b' ');
         }
-        if seed % 97 == 0 {
+        if seed.is_multiple_of(97) {
             line.extend_from_slice(format!("{}", seed % 100_000).as_bytes());
             line.push(b' ');
         }
