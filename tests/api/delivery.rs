@@ -538,3 +538,56 @@ async fn recipient_variables_send_one_filled_copy_per_recipient() {
         "only the two copies"
     );
 }
+
+#[tokio::test]
+async fn long_letters_are_stored_compressed_and_arrive_whole() {
+    let peer = SmtpPeer::start(json!({})).await;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("deliverlong").await;
+    let profile = app
+        .create_profile(&t, smtp_profile(&t, "Relay", peer.port, json!({})))
+        .await;
+    let lines: Vec<String> = (0..400)
+        .map(|i| {
+            format!(
+                "Line {i}: marks for term {}, remark {}.",
+                i % 3,
+                i * 7919 % 1000
+            )
+        })
+        .collect();
+    let text = lines.join("\r\n");
+    let id = submit(
+        &app,
+        &t,
+        json!({"to": "parent@home.example", "subject": "Term report", "text": text,
+               "profile_id": profile}),
+    )
+    .await;
+    let got = peer.received(1).await;
+    let data = got[0]["data"].as_str().unwrap();
+    for line in &lines {
+        assert!(data.contains(line.as_str()), "{line} missing from {data}");
+    }
+    // In the database the letter takes well under half of its size.
+    let store = herald_store::Store::connect(&app.db.url).await.unwrap();
+    use herald_store::Connection;
+    let row = store
+        .read()
+        .query_one_raw(herald_store::Statement::from_string(
+            store.read().get_database_backend(),
+            format!(
+                "SELECT b.compression, CAST(LENGTH(b.mime) AS BIGINT) AS stored, m.size \
+                 FROM message_body b JOIN message m ON m.id = b.message_id WHERE m.id = '{id}'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .expect("the message's body");
+    let compression: Option<String> = row.try_get("", "compression").unwrap();
+    let stored: i64 = row.try_get("", "stored").unwrap();
+    let size: i64 = row.try_get("", "size").unwrap();
+    assert_eq!(compression.as_deref(), Some("lz4"));
+    assert!(size > 16_000 && stored < size / 2, "{stored} of {size}");
+    store.close().await;
+}
