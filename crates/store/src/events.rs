@@ -20,7 +20,7 @@ pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreErr
     insert_many(db, std::slice::from_ref(e)).await
 }
 
-/// Writes many events in one statement per 500.
+/// Writes many events, 256 per statement (see [`crate::shaped`]).
 pub async fn insert_many(db: &impl ConnectionTrait, events: &[Event]) -> Result<(), StoreError> {
     for chunk in crate::shaped(events, 256) {
         event::Entity::insert_many(chunk.iter().map(row))

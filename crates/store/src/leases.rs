@@ -120,9 +120,10 @@ pub struct Finish<'a> {
 /// Rows per statement in [`finish_many`] (six parameters each).
 const FINISH_CHUNK: usize = 256;
 
-/// Records the ends of attempts for recipients `owner` holds, one statement
-/// per 256 (see [`crate::shaped`]): an UPDATE joined to the new values. Returns the (message, index) pairs whose lease was
-/// still held and are now recorded; the others are left unchanged.
+/// Records the ends of attempts for recipients `owner` holds, 256 per
+/// statement (see [`crate::shaped`]): an UPDATE joined to the new values.
+/// Returns the (message, index) pairs whose lease was still held and are
+/// now recorded; the others are left unchanged.
 pub async fn finish_many(
     db: &impl ConnectionTrait,
     owner: &str,

@@ -143,7 +143,7 @@ pub async fn mime(
     message_body::Entity::find_by_id(id.to_string())
         .one(db)
         .await?
-        .map(|b| crate::body::unpack(b.mime, b.compression.as_deref()))
+        .map(message_body::Model::into_mime)
         .transpose()
 }
 
@@ -501,22 +501,22 @@ pub async fn for_delivery(
             .filter(message::Column::Id.is_in(keys()))
             .all(db)
             .await?;
-        let mut bodies: std::collections::HashMap<String, (Vec<u8>, Option<String>)> =
+        let mut bodies: std::collections::HashMap<String, message_body::Model> =
             message_body::Entity::find()
                 .filter(message_body::Column::MessageId.is_in(keys()))
                 .all(db)
                 .await?
                 .into_iter()
-                .map(|b| (b.message_id, (b.mime, b.compression)))
+                .map(|b| (b.message_id.clone(), b))
                 .collect();
         for r in rows {
             // A message without a readable body cannot be delivered; it
             // stays claimed until its lease ends, and shows in the logs.
-            let Some((stored, compression)) = bodies.remove(&r.id) else {
+            let Some(body) = bodies.remove(&r.id) else {
                 tracing::error!(message = %r.id, "message body missing");
                 continue;
             };
-            match crate::body::unpack(stored, compression.as_deref()) {
+            match body.into_mime() {
                 Ok(mime) => out.push((to_message(r)?, mime)),
                 Err(e) => tracing::error!(message = %r.id, error = %e, "message body unreadable"),
             }

@@ -16,3 +16,10 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The message's bytes, decompressed if they were stored so.
+    pub fn into_mime(self) -> Result<Vec<u8>, crate::StoreError> {
+        crate::body::unpack(self.mime, self.compression.as_deref())
+    }
+}
