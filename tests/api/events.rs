@@ -84,7 +84,7 @@ async fn seed(app: &TestApp, t: &TestTenant) -> Seeded {
             tx.conn(),
             &m,
             &messages::MessageBody {
-                mime: b"Subject: x\r\n\r\nhello",
+                mime: &herald_store::body::pack(b"Subject: x\r\n\r\nhello".to_vec()),
                 headers_json: &headers,
                 tags_json: &tags,
                 user_variables_json: r#"{"student":"42"}"#,

@@ -58,7 +58,7 @@ async fn store_message_at(
         tx.conn(),
         &m,
         &messages::MessageBody {
-            mime: b"Subject: x\r\n\r\nhello",
+            mime: &herald_store::body::pack(b"Subject: x\r\n\r\nhello".to_vec()),
             headers_json: "{}",
             tags_json: "[]",
             user_variables_json: "{}",

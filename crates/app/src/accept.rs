@@ -28,7 +28,9 @@ const BATCH: usize = 256;
 /// Everything one accepted submission writes.
 pub(crate) struct Acceptance {
     pub queued: QueuedMessage,
-    pub mime: Vec<u8>,
+    /// The message's bytes, compressed by the handler (not by the writer,
+    /// which every submission waits for).
+    pub mime: herald_store::body::Packed,
     pub headers_json: String,
     pub tags_json: String,
     pub vars_json: String,

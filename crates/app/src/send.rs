@@ -412,7 +412,7 @@ impl Herald {
             .group_commit()
             .commit(Acceptance {
                 queued,
-                mime,
+                mime: herald_store::body::pack(mime),
                 headers_json,
                 tags_json,
                 vars_json,

@@ -324,6 +324,7 @@ async fn stored_share(s: &Setup) -> f64 {
 async fn prefill(s: &Setup, n: usize, size: usize) -> Duration {
     let started = Instant::now();
     let body = mime(size);
+    let packed = herald_store::body::pack(body.clone());
     let from = EmailAddress::parse(&format!("office@{}", s.domain)).unwrap();
     let store = s.herald.store();
     let mut i = 0;
@@ -350,7 +351,7 @@ async fn prefill(s: &Setup, n: usize, size: usize) -> Duration {
                 tx.conn(),
                 &m,
                 &MessageBody {
-                    mime: &body,
+                    mime: &packed,
                     headers_json: "{}",
                     tags_json: "[]",
                     user_variables_json: "{}",

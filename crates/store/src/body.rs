@@ -21,15 +21,32 @@ const MIN_COMPRESSED: usize = 512;
 /// comes near it), and is refused before anything is allocated.
 const MAX_BODY: usize = 512 * 1024 * 1024;
 
-/// The bytes to store for `mime`, and how they are encoded.
-pub fn pack(mime: &[u8]) -> (Vec<u8>, Option<&'static str>) {
+/// A message's bytes as they are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    pub bytes: Vec<u8>,
+    /// `None` for raw bytes, [`LZ4`] for an LZ4 block.
+    pub compression: Option<&'static str>,
+}
+
+/// The bytes to store for `mime`, and how they are encoded. Compressing
+/// costs about as much CPU as parsing the submission, so callers do it
+/// where the work spreads over cores (the request handlers), not in the one
+/// task that writes.
+pub fn pack(mime: Vec<u8>) -> Packed {
     if mime.len() >= MIN_COMPRESSED {
-        let packed = lz4_flex::block::compress_prepend_size(mime);
+        let packed = lz4_flex::block::compress_prepend_size(&mime);
         if packed.len() <= mime.len() - mime.len() / 10 {
-            return (packed, Some(LZ4));
+            return Packed {
+                bytes: packed,
+                compression: Some(LZ4),
+            };
         }
     }
-    (mime.to_vec(), None)
+    Packed {
+        bytes: mime,
+        compression: None,
+    }
 }
 
 /// The message's bytes from what was stored.
@@ -74,21 +91,27 @@ mod tests {
     #[test]
     fn text_is_stored_compressed_and_read_back_whole() {
         let mime = letter();
-        let (stored, how) = pack(&mime);
-        assert_eq!(how, Some(LZ4));
+        let p = pack(mime.clone());
+        assert_eq!(p.compression, Some(LZ4));
         assert!(
-            stored.len() < mime.len() / 2,
+            p.bytes.len() < mime.len() / 2,
             "{} of {}",
-            stored.len(),
+            p.bytes.len(),
             mime.len()
         );
-        assert_eq!(unpack(stored, how).unwrap(), mime);
+        assert_eq!(unpack(p.bytes, p.compression).unwrap(), mime);
     }
 
     #[test]
     fn short_or_incompressible_bodies_are_stored_as_they_came() {
         let short = b"Subject: hi\r\n\r\nhello\r\n".to_vec();
-        assert_eq!(pack(&short), (short.clone(), None));
+        assert_eq!(
+            pack(short.clone()),
+            Packed {
+                bytes: short,
+                compression: None
+            }
+        );
         // Bytes with no repetition (as in a zip attachment) do not shrink.
         let mut x: u32 = 2463534242;
         let noise: Vec<u8> = (0..8192)
@@ -99,18 +122,24 @@ mod tests {
                 x as u8
             })
             .collect();
-        let (stored, how) = pack(&noise);
-        assert_eq!(how, None);
-        assert_eq!(unpack(stored, how).unwrap(), noise);
+        let p = pack(noise.clone());
+        assert_eq!(p.compression, None);
+        assert_eq!(unpack(p.bytes, p.compression).unwrap(), noise);
     }
 
     #[test]
     fn damaged_bodies_are_refused_not_trusted() {
-        let (mut stored, how) = pack(&letter());
+        let Packed {
+            bytes: mut stored,
+            compression: how,
+        } = pack(letter());
         // A size far beyond any message: refused before allocating it.
         stored[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(unpack(stored, how), Err(StoreError::Corrupt(_))));
-        let (mut stored, how) = pack(&letter());
+        let Packed {
+            bytes: mut stored,
+            compression: how,
+        } = pack(letter());
         stored.truncate(stored.len() / 2);
         assert!(matches!(unpack(stored, how), Err(StoreError::Corrupt(_))));
         assert!(matches!(

@@ -7,7 +7,7 @@
 
 pub mod api_keys;
 pub mod audit;
-mod body;
+pub mod body;
 mod convert;
 mod entity;
 mod error;

@@ -16,7 +16,8 @@ use crate::entity::{message, message_body, recipient};
 
 /// What is stored beside a message's envelope.
 pub struct MessageBody<'a> {
-    pub mime: &'a [u8],
+    /// The message's bytes, packed by [`crate::body::pack`].
+    pub mime: &'a crate::body::Packed,
     /// JSON for events: to, from, subject, message-id.
     pub headers_json: &'a str,
     pub tags_json: &'a str,
@@ -75,13 +76,10 @@ pub async fn insert_many(
         message::Entity::insert_many(rows)
             .exec_without_returning(db)
             .await?;
-        let bodies = chunk.iter().map(|(m, body, _)| {
-            let (stored, compression) = crate::body::pack(body.mime);
-            message_body::ActiveModel {
-                message_id: Set(m.id.to_string()),
-                mime: Set(stored),
-                compression: Set(compression.map(str::to_owned)),
-            }
+        let bodies = chunk.iter().map(|(m, body, _)| message_body::ActiveModel {
+            message_id: Set(m.id.to_string()),
+            mime: Set(body.mime.bytes.clone()),
+            compression: Set(body.mime.compression.map(str::to_owned)),
         });
         message_body::Entity::insert_many(bodies)
             .exec_without_returning(db)
