@@ -80,10 +80,11 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task (inside the runtime).
+    /// Starts the writer (inside the runtime), on a thread of its own (see
+    /// [`crate::writer_thread`]). It ends when the last handle is dropped.
     pub fn start(store: Store) -> Self {
         let (tx, rx) = mpsc::channel(BATCH * 8);
-        tokio::spawn(writer(store, rx));
+        crate::writer_thread::spawn(&store.clone(), "herald-accept", writer(store, rx));
         Self { tx }
     }
 

@@ -22,6 +22,7 @@ mod tenants;
 mod test_send;
 mod unsubscribe;
 mod users;
+pub mod writer_thread;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -102,7 +102,13 @@ impl Worker {
         };
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let committers: Vec<_> = (0..committers)
-            .map(|_| tokio::spawn(commit_loop(herald.clone(), owner.clone(), rx.clone())))
+            .map(|i| {
+                herald_app::writer_thread::spawn(
+                    herald.store(),
+                    &format!("herald-record-{i}"),
+                    commit_loop(herald.clone(), owner.clone(), rx.clone()),
+                )
+            })
             .collect();
         // Sending slots bound the SMTP sessions in flight; in-flight slots
         // (a delivery keeps one until its result is committed) bound what a
