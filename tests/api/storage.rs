@@ -275,3 +275,56 @@ async fn refuses_to_start_without_the_key_that_sealed_stored_data() {
         .await
         .expect("starts with its key back");
 }
+
+/// On SQLite, commits only append to the WAL: a connection of its own
+/// copies them into the database file soon after, well before the writer's
+/// fallback checkpoint (8,000 pages) would.
+#[tokio::test]
+async fn sqlite_commits_reach_the_database_file_in_the_background() {
+    if herald_tests::backend() != herald_tests::Backend::Sqlite {
+        return;
+    }
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let file = db.dir.path().join("herald.db");
+    let wal = db.dir.path().join("herald.db-wal");
+    // Whatever the migrations left in the WAL is copied first.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = std::fs::metadata(&file).unwrap().len();
+    let tx = store.begin().await.unwrap();
+    tx.conn()
+        .execute_unprepared(
+            "CREATE TABLE scratch (b BLOB); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
+             INSERT INTO scratch SELECT randomblob(4000) FROM n",
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 1_900_000,
+        "the commit went to the WAL"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let grown = std::fs::metadata(&file).unwrap().len() - before;
+        if grown > 1_900_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file grew by only {grown} bytes in 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Readers see the rows, whichever file holds them.
+    let row = store
+        .read()
+        .query_one_raw(sea_orm_stmt(&store, "SELECT count(*) AS n FROM scratch"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 500);
+    store.close().await;
+}

@@ -54,6 +54,9 @@ pub enum Backend {
 pub struct Store {
     writer: DatabaseConnection,
     reader: DatabaseConnection,
+    /// SQLite only: the connection that copies the WAL into the database
+    /// file (see [`checkpoint_loop`]).
+    checkpointer: Option<DatabaseConnection>,
     backend: Backend,
 }
 
@@ -121,6 +124,7 @@ impl Store {
             return Ok(Self {
                 writer: pool.clone(),
                 reader: pool,
+                checkpointer: None,
                 backend: Backend::Postgres,
             });
         }
@@ -141,7 +145,7 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let sqlite = |read_only: bool, max: u32| {
+        let sqlite = |read_only: bool, max: u32, autocheckpoint: u32| {
             let mut opts = ConnectOptions::new(format!("sqlite://{path}"));
             opts.max_connections(max)
                 .min_connections(1)
@@ -159,15 +163,19 @@ impl Store {
                         // of 256 messages blocked the thread five times.
                         .row_buffer_size(1024)
                         .statement_cache_capacity(STATEMENT_CACHE)
+                        .pragma("wal_autocheckpoint", autocheckpoint.to_string())
                 });
             opts
         };
         // The writer first: it creates the file and switches it to WAL.
-        let writer = Database::connect(sqlite(false, 1)).await?;
-        let reader = Database::connect(sqlite(true, 4)).await?;
+        let writer = Database::connect(sqlite(false, 1, WRITER_AUTOCHECKPOINT)).await?;
+        let reader = Database::connect(sqlite(true, 4, 0)).await?;
+        let checkpointer = Database::connect(sqlite(false, 1, 0)).await?;
+        tokio::spawn(checkpoint_loop(checkpointer.clone()));
         Ok(Self {
             writer,
             reader,
+            checkpointer: Some(checkpointer),
             backend: Backend::Sqlite,
         })
     }
@@ -208,6 +216,45 @@ impl Store {
     pub async fn close(self) {
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
+        if let Some(c) = self.checkpointer {
+            let _ = c.close().await;
+        }
+    }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// WAL pages after which the writer checkpoints itself (the fallback when
+/// the checkpointer falls behind). SQLite's default, 1,000 pages, made
+/// every tenth group commit also copy 4 MB into the database file and wait
+/// for it to reach the disk, with every submission of the next batch
+/// waiting behind it.
+const WRITER_AUTOCHECKPOINT: u32 = 8_000;
+
+/// Copies committed WAL pages into the database file, on a connection of
+/// its own, so that commits only append to the WAL. A PASSIVE checkpoint
+/// takes no lock the writer needs: commits go on while it copies. It cannot
+/// start the WAL over while commits keep coming; the writer does that at
+/// its own checkpoint every [`WRITER_AUTOCHECKPOINT`] pages, which finds
+/// nearly everything copied already. Ends when the store is closed.
+async fn checkpoint_loop(db: DatabaseConnection) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = db
+            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            if matches!(
+                e,
+                sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::ConnectionClosed)
+            ) {
+                return;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 
