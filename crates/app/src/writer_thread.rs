@@ -15,15 +15,15 @@
 
 use std::future::Future;
 
-/// Runs `task` to completion, on a new thread named `name` when the store
+/// Runs `task` to completion, on a new thread named `name` when `backend`
 /// is SQLite, else on the current runtime; the returned handle finishes
 /// when the task does. If no thread can be started, the task runs on the
 /// current runtime.
-pub fn spawn<F>(store: &herald_store::Store, name: &str, task: F) -> tokio::task::JoinHandle<()>
+pub fn spawn<F>(backend: herald_store::Backend, name: &str, task: F) -> tokio::task::JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if store.backend() != herald_store::Backend::Sqlite {
+    if backend != herald_store::Backend::Sqlite {
         return tokio::spawn(task);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()

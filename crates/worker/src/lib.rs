@@ -104,7 +104,7 @@ impl Worker {
         let committers: Vec<_> = (0..committers)
             .map(|i| {
                 herald_app::writer_thread::spawn(
-                    herald.store(),
+                    herald.store().backend(),
                     &format!("herald-record-{i}"),
                     commit_loop(herald.clone(), owner.clone(), rx.clone()),
                 )
