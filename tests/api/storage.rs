@@ -328,3 +328,92 @@ async fn sqlite_commits_reach_the_database_file_in_the_background() {
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 500);
     store.close().await;
 }
+
+/// The status the database computes for many messages at once (after a
+/// worker records results) is the domain's `MessageStatus::of`, for every
+/// mix of up to three recipient statuses.
+#[tokio::test]
+async fn message_statuses_computed_in_the_database_match_the_domain_rule() {
+    use herald_domain::{
+        EmailAddress, MessageId, MessageStatus, QueuedMessage, RecipientStatus, Timestamp,
+    };
+    use herald_store::messages::{self, MessageBody};
+    let app = TestApp::spawn_with(&[]).await;
+    let herald = app.herald();
+    let tenant = new_tenant(herald, "mixes").await;
+    let store = herald.store();
+    // Every multiset of 1 to 3 statuses (7 + 28 + 84 mixes).
+    let all = RecipientStatus::ALL;
+    let mut mixes: Vec<Vec<RecipientStatus>> = Vec::new();
+    for a in 0..all.len() {
+        mixes.push(vec![all[a]]);
+        for b in a..all.len() {
+            mixes.push(vec![all[a], all[b]]);
+            for c in b..all.len() {
+                mixes.push(vec![all[a], all[b], all[c]]);
+            }
+        }
+    }
+    assert_eq!(mixes.len(), 119);
+    let packed = herald_store::body::pack(b"Subject: x\r\n\r\nhello\r\n".to_vec());
+    let body = MessageBody {
+        mime: &packed,
+        headers_json: "{}",
+        tags_json: "[]",
+        user_variables_json: "{}",
+    };
+    let from = EmailAddress::parse("office@mail.mixes.example").unwrap();
+    let mut ids = Vec::new();
+    let tx = store.begin().await.unwrap();
+    for (n, mix) in mixes.iter().enumerate() {
+        let now = Timestamp::now();
+        let m = QueuedMessage {
+            id: MessageId::new(),
+            tenant_id: tenant,
+            profile_id: None,
+            identity_id: None,
+            purpose: None,
+            mail_from: from.clone(),
+            message_id_header: format!("mix-{n}@mail.mixes.example"),
+            subject: "mix".into(),
+            size: 20,
+            test_mode: false,
+            deliver_after: now,
+            created_at: now,
+        };
+        let to: Vec<(EmailAddress, RecipientStatus)> = (0..mix.len())
+            .map(|i| {
+                let a = EmailAddress::parse(&format!("r{n}-{i}@example.net")).unwrap();
+                (a, RecipientStatus::Queued)
+            })
+            .collect();
+        messages::insert(tx.conn(), &m, &body, &to).await.unwrap();
+        // The recipients take the mix; the message's stored status is
+        // made wrong on purpose, so only a recomputation can fix it.
+        for (i, s) in mix.iter().enumerate() {
+            let sql = format!(
+                "UPDATE recipient SET status = '{s}' WHERE message_id = '{}' AND idx = {i}",
+                m.id
+            );
+            tx.conn().execute_unprepared(&sql).await.unwrap();
+        }
+        let wrong = if MessageStatus::of(mix) == MessageStatus::Queued {
+            MessageStatus::Sent
+        } else {
+            MessageStatus::Queued
+        };
+        let sql = format!(
+            "UPDATE message SET status = '{wrong}' WHERE id = '{}'",
+            m.id
+        );
+        tx.conn().execute_unprepared(&sql).await.unwrap();
+        ids.push(m.id);
+    }
+    messages::refresh_statuses(tx.conn(), &ids).await.unwrap();
+    tx.commit().await.unwrap();
+    for (id, mix) in ids.iter().zip(&mixes) {
+        let got = messages::status(store.read(), tenant, *id).await.unwrap();
+        assert_eq!(got, Some(MessageStatus::of(mix)), "recipients {mix:?}");
+    }
+    app.stop().await;
+}

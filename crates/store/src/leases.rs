@@ -11,9 +11,9 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, Value,
 };
 
-use crate::StoreError;
 use crate::convert::{parse, parse_with};
 use crate::entity::recipient;
+use crate::{StoreError, placeholder};
 
 /// A recipient a worker now holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,14 +174,6 @@ pub async fn finish_many(
         }
     }
     Ok(kept)
-}
-
-/// The `i`th (from 0) bind parameter in the backend's syntax.
-fn placeholder(backend: DbBackend, i: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${}", i + 1),
-        _ => "?".to_owned(),
-    }
 }
 
 /// Puts claimed recipients back without an attempt, due at `until` (the

@@ -492,82 +492,141 @@ pub async fn for_delivery(
     db: &impl ConnectionTrait,
     ids: &[MessageId],
 ) -> Result<Vec<(QueuedMessage, Vec<u8>)>, StoreError> {
+    let backend = db.get_database_backend();
     let mut out = Vec::with_capacity(ids.len());
+    // One query per 256 messages, for the columns delivery uses and the
+    // body beside them (the row's JSON for events is not needed here).
     for chunk in crate::shaped(ids, 256) {
-        let keys = || chunk.iter().map(|i| i.to_string());
-        let rows = message::Entity::find()
-            .filter(message::Column::Id.is_in(keys()))
-            .all(db)
+        let list: Vec<String> = (0..chunk.len())
+            .map(|i| crate::placeholder(backend, i))
+            .collect();
+        let sql = format!(
+            "SELECT m.id, m.tenant_id, m.profile_id, m.identity_id, m.purpose, m.mail_from, \
+             m.message_id_header, m.subject, m.size, m.test_mode, m.deliver_after, \
+             m.created_at, b.mime, b.compression \
+             FROM message m LEFT JOIN message_body b ON b.message_id = m.id \
+             WHERE m.id IN ({})",
+            list.join(", ")
+        );
+        let values: Vec<sea_orm::Value> = chunk.iter().map(|i| i.to_string().into()).collect();
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
             .await?;
-        let mut bodies: std::collections::HashMap<String, message_body::Model> =
-            message_body::Entity::find()
-                .filter(message_body::Column::MessageId.is_in(keys()))
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|b| (b.message_id.clone(), b))
-                .collect();
         for r in rows {
+            let id: String = r.try_get("", "id")?;
             // A message without a readable body cannot be delivered; it
             // stays claimed until its lease ends, and shows in the logs.
-            let Some(body) = bodies.remove(&r.id) else {
-                tracing::error!(message = %r.id, "message body missing");
+            let Some(mime) = r.try_get::<Option<Vec<u8>>>("", "mime")? else {
+                tracing::error!(message = %id, "message body missing");
                 continue;
             };
-            match body.into_mime() {
-                Ok(mime) => out.push((to_message(r)?, mime)),
-                Err(e) => tracing::error!(message = %r.id, error = %e, "message body unreadable"),
-            }
+            let compression: Option<String> = r.try_get("", "compression")?;
+            let mime = match crate::body::unpack(mime, compression.as_deref()) {
+                Ok(mime) => mime,
+                Err(e) => {
+                    tracing::error!(message = %id, error = %e, "message body unreadable");
+                    continue;
+                }
+            };
+            let opt = |col: &str| r.try_get::<Option<String>>("", col);
+            let message = QueuedMessage {
+                id: parse(&id, "message id")?,
+                tenant_id: parse(&r.try_get::<String>("", "tenant_id")?, "tenant id")?,
+                profile_id: opt("profile_id")?
+                    .map(|p| parse(&p, "relay profile id"))
+                    .transpose()?,
+                identity_id: opt("identity_id")?
+                    .map(|i| parse(&i, "identity id"))
+                    .transpose()?,
+                purpose: opt("purpose")?
+                    .map(|p| parse_with(&p, "purpose", PurposeName::parse))
+                    .transpose()?,
+                mail_from: parse_with(
+                    &r.try_get::<String>("", "mail_from")?,
+                    "mail from",
+                    EmailAddress::parse,
+                )?,
+                message_id_header: r.try_get("", "message_id_header")?,
+                subject: r.try_get("", "subject")?,
+                size: r.try_get::<i64>("", "size")? as u64,
+                test_mode: r.try_get("", "test_mode")?,
+                deliver_after: Timestamp::from_micros(r.try_get("", "deliver_after")?),
+                created_at: Timestamp::from_micros(r.try_get("", "created_at")?),
+            };
+            out.push((message, mime));
         }
     }
     Ok(out)
 }
 
 /// Recomputes many messages' statuses from their recipients' (after a
-/// worker recorded results): one read and one update per status per 256.
+/// worker recorded results): one UPDATE per 256 messages, each message's
+/// status computed in the database by [`status_from_recipients`].
 pub async fn refresh_statuses(
     db: &impl ConnectionTrait,
     ids: &[MessageId],
 ) -> Result<(), StoreError> {
     let now = Timestamp::now().as_micros();
     for chunk in crate::shaped(ids, 256) {
-        let keys: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
-        let rows: Vec<(String, String)> = recipient::Entity::find()
-            .select_only()
-            .column(recipient::Column::MessageId)
-            .column(recipient::Column::Status)
-            .filter(recipient::Column::MessageId.is_in(keys.iter().cloned()))
-            .into_tuple()
-            .all(db)
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::Status,
+                Expr::cust(status_from_recipients().as_str()),
+            )
+            .col_expr(message::Column::UpdatedAt, Expr::value(now))
+            .filter(message::Column::Id.is_in(chunk.iter().map(|i| i.to_string())))
+            .exec(db)
             .await?;
-        let mut by_message: std::collections::HashMap<&str, Vec<RecipientStatus>> =
-            std::collections::HashMap::new();
-        for (id, status) in &rows {
-            by_message
-                .entry(id.as_str())
-                .or_default()
-                .push(parse(status, "recipient status")?);
-        }
-        let mut by_status: std::collections::BTreeMap<&'static str, Vec<String>> =
-            std::collections::BTreeMap::new();
-        for (id, statuses) in by_message {
-            by_status
-                .entry(MessageStatus::of(&statuses).as_str())
-                .or_default()
-                .push(id.to_owned());
-        }
-        for (status, ids) in by_status {
-            for ids in crate::shaped(&ids, 256) {
-                message::Entity::update_many()
-                    .col_expr(message::Column::Status, Expr::value(status))
-                    .col_expr(message::Column::UpdatedAt, Expr::value(now))
-                    .filter(message::Column::Id.is_in(ids.iter().cloned()))
-                    .exec(db)
-                    .await?;
-            }
-        }
     }
     Ok(())
+}
+
+/// [`MessageStatus::of`] as SQL for PostgreSQL and SQLite: a subquery
+/// that summarises the recipients of the `message` row being updated. Each
+/// rule of `of` is a count of recipients in a set of statuses, and the sets
+/// come from the domain's own predicates, so the two cannot drift apart
+/// silently (a test compares them over every mix of statuses).
+fn status_from_recipients() -> &'static String {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        use MessageStatus as M;
+        use RecipientStatus as R;
+        let any = |pick: &dyn Fn(R) -> bool| {
+            let set: Vec<String> = R::ALL
+                .iter()
+                .filter(|s| pick(**s))
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            format!(
+                "SUM(CASE WHEN r.status IN ({}) THEN 1 ELSE 0 END) > 0",
+                set.join(", ")
+            )
+        };
+        let waiting = any(&|s| !s.is_final() && s != R::Held);
+        let held = any(&|s| s == R::Held);
+        let delivered = any(&|s| s == R::Delivered);
+        let failed = any(&|s| matches!(s, R::Failed | R::Suppressed));
+        let cancelled = any(&|s| s == R::Cancelled);
+        format!(
+            "(SELECT CASE \
+             WHEN {waiting} THEN '{queued}' \
+             WHEN {held} THEN '{m_held}' \
+             WHEN {delivered} AND NOT ({failed}) AND NOT ({cancelled}) THEN '{sent}' \
+             WHEN {delivered} THEN '{partial}' \
+             WHEN {failed} THEN '{m_failed}' \
+             WHEN {cancelled} THEN '{m_cancelled}' \
+             ELSE '{queued}' END \
+             FROM recipient r WHERE r.message_id = message.id)",
+            queued = M::Queued.as_str(),
+            m_held = M::Held.as_str(),
+            sent = M::Sent.as_str(),
+            partial = M::Partial.as_str(),
+            m_failed = M::Failed.as_str(),
+            m_cancelled = M::Cancelled.as_str(),
+        )
+    })
 }
 
 /// Recomputes a message's status from its recipients'.
