@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_crypto::SecretString;
@@ -106,7 +106,8 @@ pub struct DeliveryContext {
     pool: SessionPool<PoolKey>,
     /// Profiles read in the last second (a changed profile applies within
     /// a second; its connections are keyed by its update time).
-    profiles: Mutex<HashMap<RelayProfileId, (Instant, RelayProfile)>>,
+    /// Shared, not copied: every delivery reads its profile.
+    profiles: Mutex<HashMap<RelayProfileId, (Instant, Arc<RelayProfile>)>>,
     paces: Mutex<HashMap<RelayProfileId, Pace>>,
     hasher: RandomState,
 }
@@ -166,7 +167,7 @@ impl DeliveryContext {
 
     /// The profile read in the last second, unless it is failing (a
     /// failing profile is read afresh: a fix must apply at once).
-    fn recent_profile(&self, tenant: TenantId, id: RelayProfileId) -> Option<RelayProfile> {
+    fn recent_profile(&self, tenant: TenantId, id: RelayProfileId) -> Option<Arc<RelayProfile>> {
         self.profiles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -179,11 +180,13 @@ impl DeliveryContext {
             .map(|(_, p)| p.clone())
     }
 
-    fn remember_profile(&self, p: &RelayProfile) {
+    fn remember_profile(&self, p: RelayProfile) -> Arc<RelayProfile> {
+        let p = Arc::new(p);
         self.profiles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(p.id, (Instant::now(), p.clone()));
+        p
     }
 
     /// Closes idle connections that waited too long.
@@ -360,6 +363,11 @@ impl Herald {
         }
     }
 
+    /// The steps a delivery takes only now and then (opening a connection,
+    /// refreshing a token, a Mailgun call, reading a profile or identity)
+    /// are boxed: an async function is as large as its largest step, and
+    /// this one is moved into a task for every message. Boxed, it is 3.8 KB
+    /// instead of 9.4 KB.
     async fn try_deliver(&self, job: &Job, ctx: &DeliveryContext) -> Result<Delivered, AppError> {
         let m = &job.message;
         let db = self.store.read();
@@ -372,11 +380,10 @@ impl Herald {
         let profile = match ctx.recent_profile(m.tenant_id, profile_id) {
             Some(p) => p,
             None => {
-                let p = relay_profiles::get(db, m.tenant_id, profile_id)
+                let p = Box::pin(relay_profiles::get(db, m.tenant_id, profile_id))
                     .await?
                     .ok_or(AppError::NotFound("relay profile"))?;
-                ctx.remember_profile(&p);
-                p
+                ctx.remember_profile(p)
             }
         };
         let d = &profile.settings.delivery;
@@ -387,7 +394,7 @@ impl Herald {
             return Ok(self.decided(job, d, sent, text, Some(250), attempt, ""));
         }
         let identity = match m.identity_id {
-            Some(id) => identities::get(db, m.tenant_id, id).await?,
+            Some(id) => Box::pin(identities::get(db, m.tenant_id, id)).await?,
             None => None,
         };
         match &profile.settings.transport {
@@ -402,11 +409,18 @@ impl Herald {
                 }
                 let row = profile_id.to_string();
                 let slot = profile_slot(m.tenant_id, &row, ProfileSecret::ApiKey);
-                let Some(key) = secrets::get_text(db, &self.keys, slot).await? else {
+                let Some(key) = Box::pin(secrets::get_text(db, &self.keys, slot)).await? else {
                     return Ok(self.hold(job, &profile, None, "the Mailgun API key is not set"));
                 };
                 let to: Vec<&str> = job.claims.iter().map(|c| c.address.as_str()).collect();
-                let r = mailgun::send_mime(&self.http, relay, &key, &to, job.mime.clone()).await;
+                let r = Box::pin(mailgun::send_mime(
+                    &self.http,
+                    relay,
+                    &key,
+                    &to,
+                    job.mime.clone(),
+                ))
+                .await;
                 let host = relay.api_base();
                 match r.result {
                     Ok(id) => {
@@ -448,27 +462,25 @@ impl Herald {
                 }
             }
             Transport::Smtp(relay) => {
-                let (login, credential, generation) = match self
-                    .login_for(&profile, identity.as_ref(), ctx, None)
-                    .await?
-                {
-                    Login::Ready(l, c, g) => (l, c, g),
-                    Login::Hold(why, mark) => {
-                        let mut held = self.hold(job, &profile, identity.as_ref(), &why);
-                        if !mark {
-                            held.sender_failed = None;
+                let (login, credential, generation) =
+                    match Box::pin(self.login_for(&profile, identity.as_ref(), ctx, None)).await? {
+                        Login::Ready(l, c, g) => (l, c, g),
+                        Login::Hold(why, mark) => {
+                            let mut held = self.hold(job, &profile, identity.as_ref(), &why);
+                            if !mark {
+                                held.sender_failed = None;
+                            }
+                            return Ok(held);
                         }
-                        return Ok(held);
-                    }
-                    Login::Later(why) => {
-                        let later = DeliveryOutcome::Temporary;
-                        return Ok(self.decided(job, d, later, &why, None, attempt, ""));
-                    }
-                    Login::Never(why) => {
-                        let never = DeliveryOutcome::Permanent { suppress: false };
-                        return Ok(self.decided(job, d, never, &why, None, attempt, ""));
-                    }
-                };
+                        Login::Later(why) => {
+                            let later = DeliveryOutcome::Temporary;
+                            return Ok(self.decided(job, d, later, &why, None, attempt, ""));
+                        }
+                        Login::Never(why) => {
+                            let never = DeliveryOutcome::Permanent { suppress: false };
+                            return Ok(self.decided(job, d, never, &why, None, attempt, ""));
+                        }
+                    };
                 if let Err(wait) = ctx.pace(profile.id, d).await {
                     return Ok(deferred(job, wait));
                 }
@@ -487,12 +499,12 @@ impl Herald {
                 loop {
                     let (pooled, stale) = ctx.pool.take(&key);
                     for s in stale {
-                        s.quit().await;
+                        Box::pin(s.quit()).await;
                     }
                     let reused = pooled.is_some();
                     let mut session = match pooled {
                         Some(s) => s,
-                        None => match SmtpSession::open(relay, login.as_ref()).await {
+                        None => match Box::pin(SmtpSession::open(relay, login.as_ref())).await {
                             Ok(s) => s,
                             Err(f) => {
                                 let outcome = f.outcome();
@@ -501,9 +513,13 @@ impl Herald {
                                 if outcome == DeliveryOutcome::SenderAuth
                                     && !refreshed
                                     && let Some(g) = generation
-                                    && let Login::Ready(l, c, _) = self
-                                        .login_for(&profile, identity.as_ref(), ctx, Some(g))
-                                        .await?
+                                    && let Login::Ready(l, c, _) = Box::pin(self.login_for(
+                                        &profile,
+                                        identity.as_ref(),
+                                        ctx,
+                                        Some(g),
+                                    ))
+                                    .await?
                                 {
                                     refreshed = true;
                                     login = l;
@@ -545,7 +561,7 @@ impl Herald {
                             .iter()
                             .all(|a| matches!(a, Answer::Lost(f) if f.stage == herald_mailer::Stage::MailFrom));
                     if let Some(s) = ctx.pool.put(key.clone(), session) {
-                        s.quit().await;
+                        Box::pin(s.quit()).await;
                     }
                     if dropped_idle {
                         continue;
