@@ -397,6 +397,9 @@ fn verdict(ok: bool) -> &'static str {
 async fn raw_rate(args: &Args, sink: &Sink) -> f64 {
     let n = 50_000;
     let mut rates = Vec::with_capacity(3);
+    let sink_pid = sink.child.id().map(|p| p.to_string()).unwrap_or_default();
+    let (_, source_before) = cpu_micros("self");
+    let (sink_before, _) = cpu_micros(&sink_pid);
     for _ in 0..3 {
         let started = Instant::now();
         let status = tokio::process::Command::new(&args.smtp_source)
@@ -408,6 +411,8 @@ async fn raw_rate(args: &Args, sink: &Sink) -> f64 {
         assert!(status.success(), "smtp-source failed");
         rates.push(n as f64 / started.elapsed().as_secs_f64());
     }
+    let (_, source_cpu) = cpu_micros("self");
+    let (sink_cpu, _) = cpu_micros(&sink_pid);
     let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     rates.sort_by(f64::total_cmp);
     let rate = rates[1];
@@ -416,10 +421,16 @@ async fn raw_rate(args: &Args, sink: &Sink) -> f64 {
          (median of 3 runs of {n}: {})",
         runs.join(", ")
     );
+    let per = |micros: u64| micros as f64 / (3 * n) as f64;
+    println!(
+        "   CPU per message: smtp-source {:.0} µs, smtp-sink {:.0} µs",
+        per(source_cpu - source_before),
+        per(sink_cpu - sink_before)
+    );
     rate
 }
 
-async fn delivery_rate(args: &Args, s: &Setup, raw: f64) {
+async fn delivery_rate(args: &Args, s: &Setup, sink: &Sink, raw: f64) {
     let n = args.messages;
     let filled = prefill(s, n, 5120).await;
     analyze(s).await;
@@ -431,6 +442,10 @@ async fn delivery_rate(args: &Args, s: &Setup, raw: f64) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker =
         herald_worker::Worker::new(s.herald.clone(), herald_worker::WorkerConfig::default());
+    let sink_pid = sink.child.id().map(|p| p.to_string()).unwrap_or_default();
+    let (herald_before, _) = cpu_micros("self");
+    let threads_before = cpu_by_thread();
+    let (sink_before, _) = cpu_micros(&sink_pid);
     let started = Instant::now();
     let task = tokio::spawn(worker.run(stopped));
     let store = s.herald.store();
@@ -444,6 +459,9 @@ async fn delivery_rate(args: &Args, s: &Setup, raw: f64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let (herald_cpu, _) = cpu_micros("self");
+    let threads = cpu_by_thread();
+    let (sink_cpu, _) = cpu_micros(&sink_pid);
     let _ = stop.send(true);
     let _ = task.await;
     let done = messages::count_recipients(store.read(), RecipientStatus::Delivered)
@@ -458,6 +476,41 @@ async fn delivery_rate(args: &Args, s: &Setup, raw: f64) {
         "2. delivery ({}): {rate:.0} messages/s ({n} in {secs:.1} s) = {ratio:.1}% of the raw limit",
         args.backend
     );
+    let per = |micros: u64| micros as f64 / n as f64;
+    println!(
+        "   CPU per message: Herald {:.0} µs (with the database's threads), smtp-sink {:.0} µs",
+        per(herald_cpu - herald_before),
+        per(sink_cpu - sink_before)
+    );
+    // Per thread name: the total and, when several threads share the name
+    // (SQLite's connections each have one), the busiest thread's share.
+    // Threads that ended during the run are missing here (and counted in
+    // the total above).
+    let mut names: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for ((name, tid), after) in &threads {
+        let before = threads_before
+            .get(&(name.clone(), tid.clone()))
+            .copied()
+            .unwrap_or(0);
+        names
+            .entry(name)
+            .or_default()
+            .push(per(after.saturating_sub(before)));
+    }
+    let split: Vec<String> = names
+        .into_iter()
+        .filter(|(_, us)| us.iter().sum::<f64>() >= 0.5)
+        .map(|(name, us)| {
+            let total: f64 = us.iter().sum();
+            let busiest = us.iter().copied().fold(0.0, f64::max);
+            if us.len() > 1 {
+                format!("{name} ×{} {total:.0} (busiest {busiest:.0})", us.len())
+            } else {
+                format!("{name} {total:.0}")
+            }
+        })
+        .collect();
+    println!("   by thread (µs per message): {}", split.join(", "));
     if args.backend == "postgres" {
         println!(
             "   limit: >= 3,000 messages/s on PostgreSQL: {}",
@@ -590,6 +643,41 @@ async fn acceptance(args: &Args, s: &Setup) {
     );
 }
 
+/// CPU time used so far by process `pid` ("self" for this one): its own,
+/// and that of its children it has waited for, in microseconds (from
+/// /proc/PID/stat, counted in Linux's fixed 100 ticks a second).
+fn cpu_micros(pid: &str) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0) * 10_000;
+    (tick(11) + tick(12), tick(13) + tick(14))
+}
+
+/// CPU time so far of each thread of this process, by thread name
+/// (tokio-rt-worker, sqlx-sqlite-worker, herald-record-0, ...) and thread.
+fn cpu_by_thread() -> std::collections::BTreeMap<(String, String), u64> {
+    let mut by_thread = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_thread;
+    };
+    for t in tasks.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let (own, _) = cpu_micros(&format!("self/task/{tid}"));
+        by_thread.insert((name, tid), own);
+    }
+    by_thread
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -674,7 +762,7 @@ async fn main() {
     if delivery || wants(Part::Acceptance) {
         let s = setup(&args, sink.port).await;
         if delivery {
-            delivery_rate(&args, &s, raw).await;
+            delivery_rate(&args, &s, &sink, raw).await;
         }
         if wants(Part::Acceptance) {
             acceptance(&args, &s).await;
