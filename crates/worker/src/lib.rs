@@ -54,6 +54,18 @@ pub const IN_FLIGHT_PER_SLOT: usize = 16;
 /// Results per commit at most.
 const COMMIT_BATCH: usize = 512;
 
+/// How long a committer waits for more results before committing fewer
+/// than [`COMMIT_ENOUGH`]. A commit's cost is mostly per statement and per
+/// transaction, not per row: committing what had arrived at once (about 60
+/// results at 10,000 deliveries a second) cost 109 µs of CPU per delivered
+/// message in herald-bench; gathering for 10 ms cost 84–96 µs. Recording a
+/// result 10 ms later changes nothing for its sender, and the in-flight
+/// bound (what a crash can repeat) is unchanged.
+const COMMIT_LINGER: Duration = Duration::from_millis(10);
+
+/// Results that are worth a commit without waiting for more.
+const COMMIT_ENOUGH: usize = COMMIT_BATCH / 2;
+
 /// Transactions recording results at once on PostgreSQL.
 const POSTGRES_COMMITTERS: usize = 3;
 
@@ -219,13 +231,27 @@ async fn commit_loop(
             };
             batch.push(first);
             acks.push(ack);
+            // Results keep coming while the first waits: gather them for a
+            // moment, so that each commit carries a few hundred.
+            let until = tokio::time::Instant::now() + COMMIT_LINGER;
             while batch.len() < COMMIT_BATCH {
                 match rx.try_recv() {
                     Ok((r, ack)) => {
                         batch.push(r);
                         acks.push(ack);
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        if batch.len() >= COMMIT_ENOUGH {
+                            break;
+                        }
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some((r, ack))) => {
+                                batch.push(r);
+                                acks.push(ack);
+                            }
+                            _ => break,
+                        }
+                    }
                 }
             }
         }
