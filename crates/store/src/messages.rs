@@ -494,16 +494,13 @@ pub async fn for_delivery(
 ) -> Result<Vec<(QueuedMessage, Vec<u8>)>, StoreError> {
     let backend = db.get_database_backend();
     let mut out = Vec::with_capacity(ids.len());
-    // One query per 256 messages, for the columns delivery uses and the
-    // body beside them (the row's JSON for events is not needed here).
+    // One query per 256 messages, each row with its body beside it.
     for chunk in crate::shaped(ids, 256) {
         let list: Vec<String> = (0..chunk.len())
             .map(|i| crate::placeholder(backend, i))
             .collect();
         let sql = format!(
-            "SELECT m.id, m.tenant_id, m.profile_id, m.identity_id, m.purpose, m.mail_from, \
-             m.message_id_header, m.subject, m.size, m.test_mode, m.deliver_after, \
-             m.created_at, b.mime, b.compression \
+            "SELECT m.*, b.mime AS body_mime, b.compression AS body_compression \
              FROM message m LEFT JOIN message_body b ON b.message_id = m.id \
              WHERE m.id IN ({})",
             list.join(", ")
@@ -515,46 +512,22 @@ pub async fn for_delivery(
             ))
             .await?;
         for r in rows {
-            let id: String = r.try_get("", "id")?;
+            let row = <message::Model as sea_orm::FromQueryResult>::from_query_result(&r, "")?;
             // A message without a readable body cannot be delivered; it
             // stays claimed until its lease ends, and shows in the logs.
-            let Some(mime) = r.try_get::<Option<Vec<u8>>>("", "mime")? else {
-                tracing::error!(message = %id, "message body missing");
+            let Some(mime) = r.try_get::<Option<Vec<u8>>>("", "body_mime")? else {
+                tracing::error!(message = %row.id, "message body missing");
                 continue;
             };
-            let compression: Option<String> = r.try_get("", "compression")?;
+            let compression: Option<String> = r.try_get("", "body_compression")?;
             let mime = match crate::body::unpack(mime, compression.as_deref()) {
                 Ok(mime) => mime,
                 Err(e) => {
-                    tracing::error!(message = %id, error = %e, "message body unreadable");
+                    tracing::error!(message = %row.id, error = %e, "message body unreadable");
                     continue;
                 }
             };
-            let opt = |col: &str| r.try_get::<Option<String>>("", col);
-            let message = QueuedMessage {
-                id: parse(&id, "message id")?,
-                tenant_id: parse(&r.try_get::<String>("", "tenant_id")?, "tenant id")?,
-                profile_id: opt("profile_id")?
-                    .map(|p| parse(&p, "relay profile id"))
-                    .transpose()?,
-                identity_id: opt("identity_id")?
-                    .map(|i| parse(&i, "identity id"))
-                    .transpose()?,
-                purpose: opt("purpose")?
-                    .map(|p| parse_with(&p, "purpose", PurposeName::parse))
-                    .transpose()?,
-                mail_from: parse_with(
-                    &r.try_get::<String>("", "mail_from")?,
-                    "mail from",
-                    EmailAddress::parse,
-                )?,
-                message_id_header: r.try_get("", "message_id_header")?,
-                subject: r.try_get("", "subject")?,
-                size: r.try_get::<i64>("", "size")? as u64,
-                test_mode: r.try_get("", "test_mode")?,
-                deliver_after: Timestamp::from_micros(r.try_get("", "deliver_after")?),
-                created_at: Timestamp::from_micros(r.try_get("", "created_at")?),
-            };
+            let message = to_message(row)?;
             out.push((message, mime));
         }
     }
