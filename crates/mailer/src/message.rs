@@ -100,14 +100,6 @@ impl Outgoing<'_> {
         }
         let text = |t: &str| SinglePart::plain(t.to_owned());
         let html = |h: &str| SinglePart::html(h.to_owned());
-        let body = match (self.text, self.html) {
-            (Some(t), Some(h)) => MultiPart::alternative()
-                .singlepart(text(t))
-                .singlepart(html(h)),
-            (None, Some(h)) => MultiPart::mixed().singlepart(html(h)),
-            (Some(t), None) => MultiPart::mixed().singlepart(text(t)),
-            (None, None) => MultiPart::mixed().singlepart(text("")),
-        };
         let message = if self.attachments.is_empty() {
             match (self.text, self.html) {
                 (Some(t), Some(h)) => b.multipart(MultiPart::alternative_plain_html(
@@ -119,6 +111,16 @@ impl Outgoing<'_> {
                 (None, None) => b.singlepart(text("")),
             }
         } else {
+            // Built only here: encoding a body part is most of the cost of
+            // building a message.
+            let body = match (self.text, self.html) {
+                (Some(t), Some(h)) => MultiPart::alternative()
+                    .singlepart(text(t))
+                    .singlepart(html(h)),
+                (None, Some(h)) => MultiPart::mixed().singlepart(html(h)),
+                (Some(t), None) => MultiPart::mixed().singlepart(text(t)),
+                (None, None) => MultiPart::mixed().singlepart(text("")),
+            };
             let mut mixed = MultiPart::mixed().multipart(body);
             for a in self.attachments {
                 let ct = ContentType::parse(a.content_type).map_err(|e| err(&e))?;
