@@ -158,6 +158,11 @@ impl Store {
             opts.max_connections(max)
                 .min_connections(1)
                 .acquire_timeout(BUSY_TIMEOUT * 2)
+                // The pool's health check before every acquire is a round
+                // trip to the connection's thread (two context switches,
+                // each a wait for a core under load) that can find nothing
+                // wrong with a local file.
+                .test_before_acquire(false)
                 .sqlx_logging(false)
                 .map_sqlx_sqlite_opts(move |o| {
                     o.create_if_missing(!read_only)
