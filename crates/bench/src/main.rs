@@ -59,6 +59,10 @@ struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Further paced acceptance runs at these rates (messages/s), after
+    /// the one at 80% of the peak: latency against offered load.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
     /// Events generated for the event-log run.
     #[arg(long, default_value_t = 10_000_000)]
     events: usize,
@@ -482,35 +486,10 @@ async fn delivery_rate(args: &Args, s: &Setup, sink: &Sink, raw: f64) {
         per(herald_cpu - herald_before),
         per(sink_cpu - sink_before)
     );
-    // Per thread name: the total and, when several threads share the name
-    // (SQLite's connections each have one), the busiest thread's share.
-    // Threads that ended during the run are missing here (and counted in
-    // the total above).
-    let mut names: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    for ((name, tid), after) in &threads {
-        let before = threads_before
-            .get(&(name.clone(), tid.clone()))
-            .copied()
-            .unwrap_or(0);
-        names
-            .entry(name)
-            .or_default()
-            .push(per(after.saturating_sub(before)));
-    }
-    let split: Vec<String> = names
-        .into_iter()
-        .filter(|(_, us)| us.iter().sum::<f64>() >= 0.5)
-        .map(|(name, us)| {
-            let total: f64 = us.iter().sum();
-            let busiest = us.iter().copied().fold(0.0, f64::max);
-            if us.len() > 1 {
-                format!("{name} ×{} {total:.0} (busiest {busiest:.0})", us.len())
-            } else {
-                format!("{name} {total:.0}")
-            }
-        })
-        .collect();
-    println!("   by thread (µs per message): {}", split.join(", "));
+    println!(
+        "   by thread (µs per message): {}",
+        by_thread(&threads_before, &threads, n)
+    );
     if args.backend == "postgres" {
         println!(
             "   limit: >= 3,000 messages/s on PostgreSQL: {}",
@@ -531,6 +510,9 @@ struct Load {
     p99: f64,
     p999: f64,
     errors: usize,
+    /// CPU per message by thread (the load generator shares the runtime's
+    /// workers with Herald's HTTP handlers).
+    threads: String,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -548,6 +530,7 @@ async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
     let text = String::from_utf8(mime(5120)).unwrap();
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
+    let threads_before = cpu_by_thread();
     let mut tasks = Vec::new();
     let interval = target.map(|t| Duration::from_secs_f64(args.clients as f64 / t));
     for c in 0..args.clients {
@@ -602,8 +585,10 @@ async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
+    let threads = by_thread(&threads_before, &cpu_by_thread(), all.len());
     all.sort_unstable();
     Load {
+        threads,
         rate: all.len() as f64 / secs,
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
@@ -617,6 +602,7 @@ fn show(label: &str, l: &Load) {
         "   {label}: {:.0} messages/s, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, {} errors",
         l.rate, l.p50, l.p99, l.p999, l.errors
     );
+    println!("     by thread (µs per message): {}", l.threads);
 }
 
 async fn acceptance(args: &Args, s: &Setup) {
@@ -631,6 +617,10 @@ async fn acceptance(args: &Args, s: &Setup) {
     let target = peak.rate * 0.8;
     let paced = load(s, args, "messages", Some(target)).await;
     show(&format!("at 80% of peak ({target:.0}/s)"), &paced);
+    for &rate in &args.rates {
+        let l = load(s, args, "messages", Some(rate)).await;
+        show(&format!("paced at {rate:.0}/s"), &l);
+    }
     let sync = if args.backend == "sqlite" {
         " on SQLite with synchronous=FULL"
     } else {
@@ -676,6 +666,43 @@ fn cpu_by_thread() -> std::collections::BTreeMap<(String, String), u64> {
         by_thread.insert((name, tid), own);
     }
     by_thread
+}
+
+/// CPU per message of each thread name between two [`cpu_by_thread`]
+/// readings: the total and, when several threads share the name (SQLite's
+/// connections each have one), the busiest thread's share. Threads that
+/// ended in between are missing.
+fn by_thread(
+    before: &std::collections::BTreeMap<(String, String), u64>,
+    after: &std::collections::BTreeMap<(String, String), u64>,
+    n: usize,
+) -> String {
+    let per = |micros: u64| micros as f64 / n.max(1) as f64;
+    let mut names: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for ((name, tid), now) in after {
+        let was = before
+            .get(&(name.clone(), tid.clone()))
+            .copied()
+            .unwrap_or(0);
+        names
+            .entry(name)
+            .or_default()
+            .push(per(now.saturating_sub(was)));
+    }
+    let split: Vec<String> = names
+        .into_iter()
+        .filter(|(_, us)| us.iter().sum::<f64>() >= 0.5)
+        .map(|(name, us)| {
+            let total: f64 = us.iter().sum();
+            let busiest = us.iter().copied().fold(0.0, f64::max);
+            if us.len() > 1 {
+                format!("{name} ×{} {total:.0} (busiest {busiest:.0})", us.len())
+            } else {
+                format!("{name} {total:.0}")
+            }
+        })
+        .collect();
+    split.join(", ")
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
