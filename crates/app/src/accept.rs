@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use herald_domain::{EmailAddress, Event, EventKind, QueuedMessage, RecipientStatus, Severity};
 use herald_store::suppressions::{self, Hit};
-use herald_store::{Connection, Store, StoreError, events, idempotency, messages};
+use herald_store::{Connection, Script, Store, StoreError, events, idempotency, messages};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppError;
@@ -169,12 +169,15 @@ async fn write_batch(store: &Store, batch: &mut [Request]) -> Result<(), StoreEr
         .zip(&bodies)
         .map(|((a, _), b)| (&a.queued, b, a.recipients.as_slice()))
         .collect();
-    messages::insert_many(tx.conn(), &items).await?;
     let evs: Vec<Event> = batch
         .iter()
         .flat_map(|(a, _)| a.events.iter().cloned())
         .collect();
-    events::insert_many(tx.conn(), &evs).await?;
+    // One call to the database for all of them.
+    let mut script = Script::new(tx.conn().get_database_backend());
+    messages::add_many(&mut script, &items);
+    events::add_many(&mut script, &evs);
+    script.run(tx.conn()).await?;
     for (a, _) in batch.iter() {
         remember(tx.conn(), a).await?;
     }

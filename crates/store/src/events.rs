@@ -7,12 +7,12 @@ use herald_domain::{
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait,
 };
 
-use crate::StoreError;
 use crate::convert::parse;
 use crate::entity::{event, message};
+use crate::{Script, StoreError};
 
 /// Writes an event, in the caller's transaction (the one that makes the
 /// change the event reports).
@@ -22,12 +22,17 @@ pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreErr
 
 /// Writes many events, 256 per statement (see [`crate::shaped`]).
 pub async fn insert_many(db: &impl ConnectionTrait, events: &[Event]) -> Result<(), StoreError> {
+    let mut script = Script::new(db.get_database_backend());
+    add_many(&mut script, events);
+    script.run(db).await
+}
+
+/// Adds to `script` the statements that insert `events`.
+pub fn add_many(script: &mut Script, events: &[Event]) {
+    let backend = script.backend();
     for chunk in crate::shaped(events, 256) {
-        event::Entity::insert_many(chunk.iter().map(row))
-            .exec_without_returning(db)
-            .await?;
+        script.push(event::Entity::insert_many(chunk.iter().map(row)).build(backend));
     }
-    Ok(())
 }
 
 fn row(e: &Event) -> event::ActiveModel {

@@ -18,6 +18,7 @@ pub mod leases;
 pub mod messages;
 pub mod oauth;
 pub mod relay_profiles;
+mod script;
 pub mod secrets;
 pub mod sessions;
 pub mod suppressions;
@@ -35,6 +36,7 @@ use sea_orm::{
 };
 
 pub use error::StoreError;
+pub use script::Script;
 pub use sea_orm::ConnectionTrait as Connection;
 pub use sea_orm::Statement;
 

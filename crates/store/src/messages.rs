@@ -7,12 +7,12 @@ use herald_domain::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 
-use crate::StoreError;
 use crate::convert::{parse, parse_with};
 use crate::entity::{message, message_body, recipient};
+use crate::{Script, StoreError};
 
 /// What is stored beside a message's envelope.
 pub struct MessageBody<'a> {
@@ -49,6 +49,15 @@ pub async fn insert_many(
     db: &impl ConnectionTrait,
     items: &[NewMessage<'_>],
 ) -> Result<(), StoreError> {
+    let mut script = Script::new(db.get_database_backend());
+    add_many(&mut script, items);
+    script.run(db).await
+}
+
+/// Adds to `script` the statements that insert `items` (messages, their
+/// bodies and recipients).
+pub fn add_many(script: &mut Script, items: &[NewMessage<'_>]) {
+    let backend = script.backend();
     let now = Timestamp::now().as_micros();
     for chunk in crate::shaped(items, 32) {
         let rows = chunk.iter().map(|(m, body, recipients)| {
@@ -73,17 +82,13 @@ pub async fn insert_many(
                 updated_at: Set(now),
             }
         });
-        message::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
+        script.push(message::Entity::insert_many(rows).build(backend));
         let bodies = chunk.iter().map(|(m, body, _)| message_body::ActiveModel {
             message_id: Set(m.id.to_string()),
             mime: Set(body.mime.bytes.clone()),
             compression: Set(body.mime.compression.map(str::to_owned)),
         });
-        message_body::Entity::insert_many(bodies)
-            .exec_without_returning(db)
-            .await?;
+        script.push(message_body::Entity::insert_many(bodies).build(backend));
     }
     let rows: Vec<recipient::ActiveModel> = items
         .iter()
@@ -108,11 +113,8 @@ pub async fn insert_many(
         })
         .collect();
     for chunk in crate::shaped(&rows, 256) {
-        recipient::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(db)
-            .await?;
+        script.push(recipient::Entity::insert_many(chunk.to_vec()).build(backend));
     }
-    Ok(())
 }
 
 pub async fn get(
