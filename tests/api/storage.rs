@@ -418,145 +418,185 @@ async fn message_statuses_computed_in_the_database_match_the_domain_rule() {
     app.stop().await;
 }
 
+/// Messages, bodies, recipients and events of `count` messages (1 to 3
+/// recipients each), as a group commit builds them.
+struct ScriptBatch {
+    queued: Vec<herald_domain::QueuedMessage>,
+    packed: Vec<herald_store::body::Packed>,
+    recipients: Vec<Vec<(herald_domain::EmailAddress, herald_domain::RecipientStatus)>>,
+    events: Vec<herald_domain::Event>,
+}
+
+impl ScriptBatch {
+    fn new(tenant: herald_domain::TenantId, tag: &str, count: usize) -> Self {
+        use herald_domain::{
+            EmailAddress, Event, EventKind, MessageId, QueuedMessage, RecipientStatus, Timestamp,
+        };
+        let from = EmailAddress::parse("office@mail.script.example").unwrap();
+        let mut b = ScriptBatch {
+            queued: Vec::new(),
+            packed: Vec::new(),
+            recipients: Vec::new(),
+            events: Vec::new(),
+        };
+        for n in 0..count {
+            let now = Timestamp::now();
+            let m = QueuedMessage {
+                id: MessageId::new(),
+                tenant_id: tenant,
+                profile_id: None,
+                identity_id: None,
+                purpose: None,
+                mail_from: from.clone(),
+                message_id_header: format!("{tag}-{n}@mail.script.example"),
+                subject: format!("{tag} {n}"),
+                size: 20,
+                test_mode: false,
+                deliver_after: now,
+                created_at: now,
+            };
+            let to: Vec<(EmailAddress, RecipientStatus)> = (0..1 + n % 3)
+                .map(|i| {
+                    let a = EmailAddress::parse(&format!("{tag}{n}-r{i}@example.net")).unwrap();
+                    (a, RecipientStatus::Queued)
+                })
+                .collect();
+            for (a, _) in &to {
+                b.events.push(Event::for_recipient(
+                    tenant,
+                    m.id,
+                    &from,
+                    a,
+                    EventKind::Accepted,
+                ));
+            }
+            b.packed.push(herald_store::body::pack(
+                format!("Subject: {tag} {n}\r\n\r\nbody {n}\r\n").into(),
+            ));
+            b.queued.push(m);
+            b.recipients.push(to);
+        }
+        b
+    }
+
+    /// The statements that write it all, in a group commit's order.
+    fn script(&self, backend: sea_orm::DbBackend) -> herald_store::Script {
+        let mut script = herald_store::Script::new(backend);
+        self.add_to(&mut script);
+        script
+    }
+
+    fn add_to(&self, script: &mut herald_store::Script) {
+        use herald_store::messages::{self, MessageBody};
+        let bodies: Vec<MessageBody<'_>> = self
+            .packed
+            .iter()
+            .map(|p| MessageBody {
+                mime: p,
+                headers_json: "{}",
+                tags_json: "[]",
+                user_variables_json: "{}",
+            })
+            .collect();
+        let items: Vec<messages::NewMessage<'_>> = self
+            .queued
+            .iter()
+            .zip(&bodies)
+            .zip(&self.recipients)
+            .map(|((m, b), r)| (m, b, r.as_slice()))
+            .collect();
+        messages::add_many(script, &items);
+        herald_store::events::add_many(script, &self.events);
+    }
+}
+
 /// A group commit's statements go to the database as one script (on SQLite,
-/// one call): every row lands with its own values, whatever the number of
-/// statements and of parameters before it, and a statement that fails takes
-/// the whole transaction back with it.
+/// one call while it is small, else statement by statement): every row
+/// lands with its own values, whatever the number of statements and of
+/// parameters before it, and a statement that fails takes the whole
+/// transaction back with it.
 #[tokio::test]
 async fn a_script_of_many_statements_binds_each_row_its_own_values_and_fails_whole() {
-    use herald_domain::{
-        EmailAddress, Event, EventKind, MessageId, QueuedMessage, RecipientStatus, Timestamp,
-    };
-    use herald_store::messages::{self, MessageBody};
-    use herald_store::{Script, events};
+    use herald_domain::EventKind;
+    use herald_store::{events, messages};
     let app = TestApp::spawn_with(&[]).await;
     let herald = app.herald();
     let tenant = new_tenant(herald, "script").await;
     let store = herald.store();
-    let from = EmailAddress::parse("office@mail.script.example").unwrap();
-    // 45 messages with 1 to 3 recipients: several statements of each kind
-    // (32 + 13 messages, recipients and events in two shapes each).
-    let packed: Vec<_> = (0..45)
-        .map(|n| herald_store::body::pack(format!("Subject: {n}\r\n\r\nbody {n}\r\n").into()))
-        .collect();
-    let bodies: Vec<MessageBody<'_>> = packed
-        .iter()
-        .map(|p| MessageBody {
-            mime: p,
-            headers_json: "{}",
-            tags_json: "[]",
-            user_variables_json: "{}",
-        })
-        .collect();
-    let mut queued = Vec::new();
-    let mut recipients = Vec::new();
-    let mut evs = Vec::new();
-    for n in 0..45 {
-        let now = Timestamp::now();
-        let m = QueuedMessage {
-            id: MessageId::new(),
-            tenant_id: tenant,
-            profile_id: None,
-            identity_id: None,
-            purpose: None,
-            mail_from: from.clone(),
-            message_id_header: format!("script-{n}@mail.script.example"),
-            subject: format!("subject {n}"),
-            size: 20,
-            test_mode: false,
-            deliver_after: now,
-            created_at: now,
-        };
-        let to: Vec<(EmailAddress, RecipientStatus)> = (0..1 + n % 3)
-            .map(|i| {
-                let a = EmailAddress::parse(&format!("m{n}-r{i}@example.net")).unwrap();
-                (a, RecipientStatus::Queued)
-            })
-            .collect();
-        for (a, _) in &to {
-            evs.push(Event::for_recipient(
-                tenant,
-                m.id,
-                &from,
-                a,
-                EventKind::Accepted,
-            ));
+    let backend = store.read().get_database_backend();
+    // 20 messages make one joined script of six statements; 45 make
+    // eight statements (32 + 13 messages, recipients and events in two
+    // shapes each), past the size at which SQLite still gets them in one
+    // call.
+    let mut existing = None;
+    for (tag, count) in [("small", 20), ("large", 45)] {
+        let batch = ScriptBatch::new(tenant, tag, count);
+        existing.get_or_insert(batch.queued[0].id);
+        let tx = store.begin().await.unwrap();
+        batch.script(backend).run(tx.conn()).await.unwrap();
+        tx.commit().await.unwrap();
+        for (n, (m, to)) in batch.queued.iter().zip(&batch.recipients).enumerate() {
+            let got = messages::get(store.read(), tenant, m.id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.subject, format!("{tag} {n}"));
+            assert_eq!(got.message_id_header, m.message_id_header);
+            let mime = messages::mime(store.read(), tenant, m.id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                mime,
+                format!("Subject: {tag} {n}\r\n\r\nbody {n}\r\n").into_bytes()
+            );
+            let stored = messages::recipients(store.read(), tenant, m.id)
+                .await
+                .unwrap();
+            let addresses: Vec<_> = stored.iter().map(|r| &r.address).collect();
+            let expected: Vec<_> = to.iter().map(|(a, _)| a).collect();
+            assert_eq!(addresses, expected, "{tag} message {n}");
+            // (The app's worker may already have tried them, and logged more.)
+            let logged = events::for_message(store.read(), tenant, m.id)
+                .await
+                .unwrap();
+            let mut logged: Vec<String> = logged
+                .iter()
+                .filter(|e| e.kind == EventKind::Accepted)
+                .map(|e| e.recipient.as_ref().unwrap().to_string())
+                .collect();
+            logged.sort();
+            let expected: Vec<String> = to.iter().map(|(a, _)| a.to_string()).collect();
+            assert_eq!(logged, expected, "{tag} message {n}");
         }
-        queued.push(m);
-        recipients.push(to);
     }
-    let items: Vec<messages::NewMessage<'_>> = queued
-        .iter()
-        .zip(&bodies)
-        .zip(&recipients)
-        .map(|((m, b), r)| (m, b, r.as_slice()))
-        .collect();
+    // A new message, then one whose id is taken: the script fails at the
+    // second, and nothing of the first stays either.
+    let existing = existing.unwrap();
+    let fresh = ScriptBatch::new(tenant, "fresh", 1);
+    let mut taken = ScriptBatch::new(tenant, "taken", 1);
+    taken.queued[0].id = existing;
+    let mut script = herald_store::Script::new(backend);
+    fresh.add_to(&mut script);
+    taken.add_to(&mut script);
     let tx = store.begin().await.unwrap();
-    let mut script = Script::new(tx.conn().get_database_backend());
-    messages::add_many(&mut script, &items);
-    events::add_many(&mut script, &evs);
-    script.run(tx.conn()).await.unwrap();
-    tx.commit().await.unwrap();
-    for (n, (m, to)) in queued.iter().zip(&recipients).enumerate() {
-        let got = messages::get(store.read(), tenant, m.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got.subject, format!("subject {n}"));
-        assert_eq!(got.message_id_header, m.message_id_header);
-        let mime = messages::mime(store.read(), tenant, m.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            mime,
-            format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes()
-        );
-        let stored = messages::recipients(store.read(), tenant, m.id)
-            .await
-            .unwrap();
-        let addresses: Vec<&EmailAddress> = stored.iter().map(|r| &r.address).collect();
-        let expected: Vec<&EmailAddress> = to.iter().map(|(a, _)| a).collect();
-        assert_eq!(addresses, expected, "message {n}");
-        // (The app's worker may already have tried them, and logged more.)
-        let logged = events::for_message(store.read(), tenant, m.id)
-            .await
-            .unwrap();
-        let mut logged: Vec<String> = logged
-            .iter()
-            .filter(|e| e.kind == EventKind::Accepted)
-            .map(|e| e.recipient.as_ref().unwrap().to_string())
-            .collect();
-        logged.sort();
-        let expected: Vec<String> = to.iter().map(|(a, _)| a.to_string()).collect();
-        assert_eq!(logged, expected, "message {n}");
-    }
-    // The same messages again, after a new one: the new message's rows
-    // come first in the script and the repeated ids fail it; nothing of it
-    // stays.
-    let fresh = QueuedMessage {
-        id: MessageId::new(),
-        message_id_header: "fresh@mail.script.example".into(),
-        ..queued[0].clone()
-    };
-    let fresh_to = vec![(
-        EmailAddress::parse("fresh@example.net").unwrap(),
-        RecipientStatus::Queued,
-    )];
-    let tx = store.begin().await.unwrap();
-    let mut script = Script::new(tx.conn().get_database_backend());
-    messages::add_many(&mut script, &[(&fresh, &bodies[0], fresh_to.as_slice())]);
-    messages::add_many(&mut script, &items);
     assert!(script.run(tx.conn()).await.is_err());
     drop(tx);
+    let id = fresh.queued[0].id;
     assert!(
-        messages::get(store.read(), tenant, fresh.id)
+        messages::get(store.read(), tenant, id)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        messages::recipients(store.read(), tenant, fresh.id)
+        messages::recipients(store.read(), tenant, id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        events::for_message(store.read(), tenant, id)
             .await
             .unwrap()
             .is_empty()

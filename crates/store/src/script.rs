@@ -15,6 +15,14 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use crate::StoreError;
 
+/// Above this many parameters in all, a script's statements go one by
+/// one. The joined text is the key of a prepared statement that each
+/// connection keeps (see `STATEMENT_CACHE`), and every batch size makes a
+/// different one: small scripts are where a round trip costs most beside
+/// the work, and small prepared scripts keep that cache small (large
+/// batches reuse the few shapes of [`crate::shaped`]).
+const MAX_JOINED_PARAMS: usize = 2048;
+
 /// Statements to run in order, inside the caller's transaction (a failure
 /// part way leaves the earlier ones done: roll back).
 pub struct Script {
@@ -44,7 +52,12 @@ impl Script {
 
     /// Runs every statement, in order.
     pub async fn run(self, db: &impl ConnectionTrait) -> Result<(), StoreError> {
-        if self.backend != DbBackend::Sqlite || self.parts.len() < 2 {
+        let params: usize = self
+            .parts
+            .iter()
+            .map(|s| s.values.as_ref().map_or(0, |v| v.0.len()))
+            .sum();
+        if self.backend != DbBackend::Sqlite || self.parts.len() < 2 || params > MAX_JOINED_PARAMS {
             for statement in self.parts {
                 db.execute_raw(statement).await?;
             }
