@@ -329,14 +329,36 @@ async fn sqlite_commits_reach_the_database_file_in_the_background() {
     store.close().await;
 }
 
+/// A profile message of `tenant` from `from`, due now.
+fn queued_now(
+    tenant: herald_domain::TenantId,
+    from: &herald_domain::EmailAddress,
+    message_id_header: String,
+    subject: String,
+) -> herald_domain::QueuedMessage {
+    let now = herald_domain::Timestamp::now();
+    herald_domain::QueuedMessage {
+        id: herald_domain::MessageId::new(),
+        tenant_id: tenant,
+        profile_id: None,
+        identity_id: None,
+        purpose: None,
+        mail_from: from.clone(),
+        message_id_header,
+        subject,
+        size: 20,
+        test_mode: false,
+        deliver_after: now,
+        created_at: now,
+    }
+}
+
 /// The status the database computes for many messages at once (after a
 /// worker records results) is the domain's `MessageStatus::of`, for every
 /// mix of up to three recipient statuses.
 #[tokio::test]
 async fn message_statuses_computed_in_the_database_match_the_domain_rule() {
-    use herald_domain::{
-        EmailAddress, MessageId, MessageStatus, QueuedMessage, RecipientStatus, Timestamp,
-    };
+    use herald_domain::{EmailAddress, MessageStatus, RecipientStatus};
     use herald_store::messages::{self, MessageBody};
     let app = TestApp::spawn_with(&[]).await;
     let herald = app.herald();
@@ -366,21 +388,12 @@ async fn message_statuses_computed_in_the_database_match_the_domain_rule() {
     let mut ids = Vec::new();
     let tx = store.begin().await.unwrap();
     for (n, mix) in mixes.iter().enumerate() {
-        let now = Timestamp::now();
-        let m = QueuedMessage {
-            id: MessageId::new(),
-            tenant_id: tenant,
-            profile_id: None,
-            identity_id: None,
-            purpose: None,
-            mail_from: from.clone(),
-            message_id_header: format!("mix-{n}@mail.mixes.example"),
-            subject: "mix".into(),
-            size: 20,
-            test_mode: false,
-            deliver_after: now,
-            created_at: now,
-        };
+        let m = queued_now(
+            tenant,
+            &from,
+            format!("mix-{n}@mail.mixes.example"),
+            "mix".into(),
+        );
         let to: Vec<(EmailAddress, RecipientStatus)> = (0..mix.len())
             .map(|i| {
                 let a = EmailAddress::parse(&format!("r{n}-{i}@example.net")).unwrap();
@@ -429,9 +442,7 @@ struct ScriptBatch {
 
 impl ScriptBatch {
     fn new(tenant: herald_domain::TenantId, tag: &str, count: usize) -> Self {
-        use herald_domain::{
-            EmailAddress, Event, EventKind, MessageId, QueuedMessage, RecipientStatus, Timestamp,
-        };
+        use herald_domain::{EmailAddress, Event, EventKind, RecipientStatus};
         let from = EmailAddress::parse("office@mail.script.example").unwrap();
         let mut b = ScriptBatch {
             queued: Vec::new(),
@@ -440,21 +451,12 @@ impl ScriptBatch {
             events: Vec::new(),
         };
         for n in 0..count {
-            let now = Timestamp::now();
-            let m = QueuedMessage {
-                id: MessageId::new(),
-                tenant_id: tenant,
-                profile_id: None,
-                identity_id: None,
-                purpose: None,
-                mail_from: from.clone(),
-                message_id_header: format!("{tag}-{n}@mail.script.example"),
-                subject: format!("{tag} {n}"),
-                size: 20,
-                test_mode: false,
-                deliver_after: now,
-                created_at: now,
-            };
+            let m = queued_now(
+                tenant,
+                &from,
+                format!("{tag}-{n}@mail.script.example"),
+                format!("{tag} {n}"),
+            );
             let to: Vec<(EmailAddress, RecipientStatus)> = (0..1 + n % 3)
                 .map(|i| {
                     let a = EmailAddress::parse(&format!("{tag}{n}-r{i}@example.net")).unwrap();

@@ -46,10 +46,6 @@ impl Script {
         self.parts.push(statement);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
     /// Runs every statement, in order.
     pub async fn run(self, db: &impl ConnectionTrait) -> Result<(), StoreError> {
         let params: usize = self
