@@ -17,6 +17,7 @@ mod m20261122_000006_delivery;
 mod m20261123_000007_message_body;
 mod m20261123_000008_event_log;
 mod m20261123_000009_body_compression;
+mod m20261124_000010_lean_queue_indexes;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_message_body::Migration),
             Box::new(m20261123_000008_event_log::Migration),
             Box::new(m20261123_000009_body_compression::Migration),
+            Box::new(m20261124_000010_lean_queue_indexes::Migration),
         ]
     }
 }

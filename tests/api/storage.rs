@@ -51,6 +51,52 @@ async fn migrations_are_idempotent() {
     assert_eq!(again.migrate().await.unwrap(), 0);
 }
 
+/// Acceptance writes no index entry that no query reads: recipients have no
+/// index by address, and the identity index holds only messages sent as an
+/// identity (it is read as `identity_id = ?`).
+#[tokio::test]
+async fn the_queue_indexes_only_what_its_queries_read() {
+    use herald_store::Backend;
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "SELECT name, COALESCE(sql, '') AS def FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name IN ('message', 'recipient')"
+        }
+        Backend::Postgres => {
+            "SELECT indexname AS name, indexdef AS def FROM pg_indexes \
+             WHERE tablename IN ('message', 'recipient')"
+        }
+    };
+    let indexes: std::collections::BTreeMap<String, String> = store
+        .read()
+        .query_all_raw(sea_orm_stmt(&store, sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "name").unwrap(),
+                r.try_get::<String>("", "def").unwrap().to_lowercase(),
+            )
+        })
+        .collect();
+    assert!(
+        !indexes.contains_key("ix_recipient_tenant_address"),
+        "{indexes:?}"
+    );
+    assert!(indexes.contains_key("ix_recipient_due"), "{indexes:?}");
+    let identity = &indexes["ix_message_identity"];
+    assert!(
+        identity.contains("where")
+            && identity.contains("identity_id")
+            && identity.contains("is not null"),
+        "{identity}"
+    );
+}
+
 /// A tenant made through the use case the CLI calls.
 async fn new_tenant(herald: &herald_app::Herald, slug: &str) -> herald_domain::TenantId {
     herald
