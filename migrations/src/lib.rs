@@ -18,6 +18,7 @@ mod m20261123_000007_message_body;
 mod m20261123_000008_event_log;
 mod m20261123_000009_body_compression;
 mod m20261124_000010_lean_queue_indexes;
+mod m20261124_000011_event_message_index;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_event_log::Migration),
             Box::new(m20261123_000009_body_compression::Migration),
             Box::new(m20261124_000010_lean_queue_indexes::Migration),
+            Box::new(m20261124_000011_event_message_index::Migration),
         ]
     }
 }

@@ -97,6 +97,61 @@ async fn the_queue_indexes_only_what_its_queries_read() {
     );
 }
 
+/// One message's events (the queue view, the event log's `message-id`
+/// filter) are read through an index keyed by message and time, not by
+/// walking every event of the tenant.
+#[tokio::test]
+async fn a_messages_events_have_an_index_of_their_own() {
+    use herald_store::Backend;
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "SELECT COALESCE(sql, '') AS def FROM sqlite_master WHERE name = 'ix_event_message'"
+        }
+        Backend::Postgres => {
+            "SELECT indexdef AS def FROM pg_indexes WHERE indexname = 'ix_event_message'"
+        }
+    };
+    let def = store
+        .read()
+        .query_one_raw(sea_orm_stmt(&store, sql))
+        .await
+        .unwrap()
+        .expect("ix_event_message exists")
+        .try_get::<String>("", "def")
+        .unwrap()
+        .to_lowercase();
+    let columns = def
+        .find("message_id")
+        .zip(def.find("ts"))
+        .zip(def.rfind("id"));
+    assert!(
+        matches!(columns, Some(((m, t), i)) if m < t && t < i) && def.contains("is not null"),
+        "{def}"
+    );
+    if store.backend() == Backend::Sqlite {
+        // The statement events::for_message sends, as SQLite plans it.
+        let plan: Vec<String> = store
+            .read()
+            .query_all_raw(sea_orm_stmt(
+                &store,
+                "EXPLAIN QUERY PLAN SELECT * FROM event WHERE tenant_id = 'a' \
+                 AND message_id = 'b' ORDER BY ts ASC, id ASC",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter().any(|d| d.contains("ix_event_message")),
+            "{plan:?}"
+        );
+    }
+}
+
 /// A tenant made through the use case the CLI calls.
 async fn new_tenant(herald: &herald_app::Herald, slug: &str) -> herald_domain::TenantId {
     herald
