@@ -590,13 +590,12 @@ async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
         let url = url.clone();
         let auth = auth.clone();
         let (content_type, body) = form(c, &s.domain, &text);
+        // Paced clients start spread over one interval.
+        let offset = c as f64 / args.clients as f64;
         tasks.push(GENERATOR.spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
-            let mut next = Instant::now()
-                + interval
-                    .map(|i| i.mul_f64(c as f64 / 64.0))
-                    .unwrap_or_default();
+            let mut next = Instant::now() + interval.map(|i| i.mul_f64(offset)).unwrap_or_default();
             while Instant::now() < until {
                 let scheduled = if let Some(i) = interval {
                     tokio::time::sleep_until(next.into()).await;
