@@ -48,3 +48,8 @@ pub(crate) fn index(
     }
     i.to_owned()
 }
+
+/// Drops the index `name` of `table`, if it exists.
+pub(crate) fn drop_index(name: &str, table: impl IntoIden) -> IndexDropStatement {
+    Index::drop().name(name).table(table).if_exists().to_owned()
+}

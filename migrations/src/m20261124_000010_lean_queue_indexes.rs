@@ -12,7 +12,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::columns::index;
+use crate::columns::{drop_index, index};
 
 #[derive(DeriveIden)]
 enum Message {
@@ -31,22 +31,10 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_index(
-            Index::drop()
-                .name("ix_recipient_tenant_address")
-                .table(Recipient::Table)
-                .if_exists()
-                .to_owned(),
-        )
-        .await?;
-        m.drop_index(
-            Index::drop()
-                .name("ix_message_identity")
-                .table(Message::Table)
-                .if_exists()
-                .to_owned(),
-        )
-        .await?;
+        m.drop_index(drop_index("ix_recipient_tenant_address", Recipient::Table))
+            .await?;
+        m.drop_index(drop_index("ix_message_identity", Message::Table))
+            .await?;
         m.create_index(
             index(
                 "ix_message_identity",
@@ -61,14 +49,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_index(
-            Index::drop()
-                .name("ix_message_identity")
-                .table(Message::Table)
-                .if_exists()
-                .to_owned(),
-        )
-        .await?;
+        m.drop_index(drop_index("ix_message_identity", Message::Table))
+            .await?;
         m.create_index(index(
             "ix_message_identity",
             Message::Table,

@@ -9,7 +9,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::columns::index;
+use crate::columns::{drop_index, index};
 
 #[derive(DeriveIden)]
 enum Event {
@@ -37,13 +37,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_index(
-            Index::drop()
-                .name("ix_event_message")
-                .table(Event::Table)
-                .if_exists()
-                .to_owned(),
-        )
-        .await
+        m.drop_index(drop_index("ix_event_message", Event::Table))
+            .await
     }
 }

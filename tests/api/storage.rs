@@ -51,28 +51,26 @@ async fn migrations_are_idempotent() {
     assert_eq!(again.migrate().await.unwrap(), 0);
 }
 
-/// Acceptance writes no index entry that no query reads: recipients have no
-/// index by address, and the identity index holds only messages sent as an
-/// identity (it is read as `identity_id = ?`).
-#[tokio::test]
-async fn the_queue_indexes_only_what_its_queries_read() {
+/// The indexes of `tables` (a list of quoted literals), each with its
+/// definition in lower case.
+async fn index_definitions(
+    store: &Store,
+    tables: &str,
+) -> std::collections::BTreeMap<String, String> {
     use herald_store::Backend;
-    let db = TestDb::new().await;
-    let store = Store::connect(&db.url).await.unwrap();
-    store.migrate().await.unwrap();
     let sql = match store.backend() {
-        Backend::Sqlite => {
+        Backend::Sqlite => format!(
             "SELECT name, COALESCE(sql, '') AS def FROM sqlite_master \
-             WHERE type = 'index' AND tbl_name IN ('message', 'recipient')"
-        }
-        Backend::Postgres => {
+             WHERE type = 'index' AND tbl_name IN ({tables})"
+        ),
+        Backend::Postgres => format!(
             "SELECT indexname AS name, indexdef AS def FROM pg_indexes \
-             WHERE tablename IN ('message', 'recipient')"
-        }
+             WHERE tablename IN ({tables})"
+        ),
     };
-    let indexes: std::collections::BTreeMap<String, String> = store
+    store
         .read()
-        .query_all_raw(sea_orm_stmt(&store, sql))
+        .query_all_raw(sea_orm_stmt(store, &sql))
         .await
         .unwrap()
         .iter()
@@ -82,7 +80,18 @@ async fn the_queue_indexes_only_what_its_queries_read() {
                 r.try_get::<String>("", "def").unwrap().to_lowercase(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Acceptance writes no index entry that no query reads: recipients have no
+/// index by address, and the identity index holds only messages sent as an
+/// identity (it is read as `identity_id = ?`).
+#[tokio::test]
+async fn the_queue_indexes_only_what_its_queries_read() {
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let indexes = index_definitions(&store, "'message', 'recipient'").await;
     assert!(
         !indexes.contains_key("ix_recipient_tenant_address"),
         "{indexes:?}"
@@ -106,23 +115,10 @@ async fn a_messages_events_have_an_index_of_their_own() {
     let db = TestDb::new().await;
     let store = Store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
-    let sql = match store.backend() {
-        Backend::Sqlite => {
-            "SELECT COALESCE(sql, '') AS def FROM sqlite_master WHERE name = 'ix_event_message'"
-        }
-        Backend::Postgres => {
-            "SELECT indexdef AS def FROM pg_indexes WHERE indexname = 'ix_event_message'"
-        }
-    };
-    let def = store
-        .read()
-        .query_one_raw(sea_orm_stmt(&store, sql))
+    let def = index_definitions(&store, "'event'")
         .await
-        .unwrap()
-        .expect("ix_event_message exists")
-        .try_get::<String>("", "def")
-        .unwrap()
-        .to_lowercase();
+        .remove("ix_event_message")
+        .expect("ix_event_message exists");
     let columns = def
         .find("message_id")
         .zip(def.find("ts"))

@@ -802,7 +802,6 @@ async fn memory(args: &Args, sink: &Sink) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = child.kill().await;
-    let _ = child.wait().await;
     if let Some(status) = exited {
         println!("   herald serve exited early ({status}): no figure");
         println!("   limit: <= 150 MB resident: {}", verdict(false));
