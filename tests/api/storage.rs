@@ -702,3 +702,109 @@ async fn a_script_of_many_statements_binds_each_row_its_own_values_and_fails_who
     );
     app.stop().await;
 }
+
+/// SQLite's group commit is a write batch: BEGIN goes with the suppression
+/// lookup, COMMIT with the inserts. The lookup sees each tenant's own
+/// lists; a script that fails leaves nothing behind; a batch dropped while
+/// open (its task cancelled) rolls back, and the writer goes on working.
+/// PostgreSQL has no batch: its group commit is an ordinary transaction.
+#[tokio::test]
+async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
+    use herald_domain::EmailAddress;
+    use herald_store::suppressions::{self, Found, SuppressionKind};
+    use herald_store::{Backend, DbBackend, Script, messages};
+    let app = TestApp::spawn_with(&[]).await;
+    let herald = app.herald();
+    let tenant = new_tenant(herald, "batch").await;
+    let other = new_tenant(herald, "batch-other").await;
+    let store = herald.store();
+    if store.backend() == Backend::Postgres {
+        assert!(store.batch().await.is_none());
+        app.stop().await;
+        return;
+    }
+    let bounced = EmailAddress::parse("Bounced@Home.example").unwrap();
+    let fine = EmailAddress::parse("fine@home.example").unwrap();
+    let tx = store.begin().await.unwrap();
+    suppressions::add(
+        tx.conn(),
+        tenant,
+        SuppressionKind::Bounce,
+        &bounced,
+        Some("550"),
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // The batch holds the writer's one connection until it ends.
+    let mut batch = store.batch().await.unwrap().unwrap();
+    let wanted = [(tenant, vec![&bounced, &fine]), (other, vec![&bounced])];
+    let rows = batch
+        .begin_with(suppressions::lookup_statements(DbBackend::Sqlite, &wanted))
+        .await
+        .unwrap();
+    let found = Found::from_rows(rows).unwrap();
+    let kinds = |t, a| -> Vec<SuppressionKind> { found.get(t, a).iter().map(|h| h.kind).collect() };
+    assert_eq!(kinds(tenant, &bounced), [SuppressionKind::Bounce]);
+    assert!(kinds(tenant, &fine).is_empty());
+    assert!(kinds(other, &bounced).is_empty(), "another tenant's list");
+    let stored = ScriptBatch::new(tenant, "batched", 3);
+    let mut script = Script::new(DbBackend::Sqlite);
+    stored.add_to(&mut script);
+    batch.commit_with(script).await.unwrap();
+    for m in &stored.queued {
+        assert!(
+            messages::get(store.read(), tenant, m.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    // A message whose id is taken fails the script: the new one before it
+    // is not kept either.
+    let fresh = ScriptBatch::new(tenant, "fresh", 1);
+    let mut taken = ScriptBatch::new(tenant, "taken", 1);
+    taken.queued[0].id = stored.queued[0].id;
+    let mut script = Script::new(DbBackend::Sqlite);
+    fresh.add_to(&mut script);
+    taken.add_to(&mut script);
+    let mut batch = store.batch().await.unwrap().unwrap();
+    batch.begin_with(Vec::new()).await.unwrap();
+    assert!(
+        batch
+            .commit_with(script)
+            .await
+            .unwrap_err()
+            .is_unique_violation()
+    );
+    let fresh_id = fresh.queued[0].id;
+    assert!(
+        messages::get(store.read(), tenant, fresh_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Dropped between its two calls: nothing stays open on the writer.
+    let mut batch = store.batch().await.unwrap().unwrap();
+    batch.begin_with(Vec::new()).await.unwrap();
+    drop(batch);
+    let again = ScriptBatch::new(tenant, "after", 1);
+    let tx = store.begin().await.unwrap();
+    again
+        .script(DbBackend::Sqlite)
+        .run(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        messages::get(store.read(), tenant, again.queued[0].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    app.stop().await;
+}

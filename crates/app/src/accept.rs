@@ -8,15 +8,21 @@
 //! transaction committed. If a batch fails, its submissions are written
 //! one by one so that one bad submission fails alone.
 //!
-//! The writer also looks up the batch's suppressed recipients, one query per
-//! tenant inside the transaction that stores the messages: a recipient
-//! suppressed before the commit is never queued.
+//! The writer also looks up the batch's suppressed recipients inside the
+//! transaction that stores the messages: a recipient suppressed before the
+//! commit is never queued.
+//!
+//! On SQLite the transaction is a [`herald_store::Batch`]: BEGIN goes with
+//! the suppression lookup and COMMIT with the inserts, three round trips to
+//! SQLite's thread in all instead of five.
 
-use std::collections::HashMap;
-
-use herald_domain::{EmailAddress, Event, EventKind, QueuedMessage, RecipientStatus, Severity};
-use herald_store::suppressions::{self, Hit};
-use herald_store::{Connection, Script, Store, StoreError, events, idempotency, messages};
+use herald_domain::{
+    EmailAddress, Event, EventKind, QueuedMessage, RecipientStatus, Severity, TenantId,
+};
+use herald_store::suppressions::{self, Found};
+use herald_store::{
+    Connection, DbBackend, Script, Store, StoreError, events, idempotency, messages,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppError;
@@ -45,17 +51,22 @@ pub(crate) struct Acceptance {
 }
 
 impl Acceptance {
-    /// Marks the recipients found on a suppression list (keys are lowercase
-    /// addresses): not queued, their event a permanent `rejected`.
-    fn suppress(&mut self, found: &HashMap<String, Vec<Hit>>) {
+    /// Marks the recipients found on a suppression list: not queued, their
+    /// event a permanent `rejected`.
+    fn suppress(&mut self, found: &Found) {
         self.accepted.suppressed.clear();
+        if found.is_empty() {
+            return;
+        }
         // The message's tags matter only for a listed recipient: most
         // batches have none, and skip the parse.
         let mut tags: Option<Vec<String>> = None;
+        let tenant = self.queued.tenant_id;
         for ((address, status), e) in self.recipients.iter_mut().zip(&mut self.events) {
-            let Some(hits) = found.get(&address.as_str().to_lowercase()) else {
+            let hits = found.get(tenant, address);
+            if hits.is_empty() {
                 continue;
-            };
+            }
             let tags = tags
                 .get_or_insert_with(|| serde_json::from_str(&self.tags_json).unwrap_or_default());
             let Some(kind) = hits.iter().find(|h| h.applies_to(tags)).map(|h| h.kind) else {
@@ -100,64 +111,26 @@ impl GroupCommit {
     }
 }
 
-/// The suppressions among `batch`'s recipients, one query per tenant.
-async fn suppress(db: &impl Connection, batch: &mut [&mut Acceptance]) -> Result<(), StoreError> {
-    let mut tenants: Vec<_> = batch.iter().map(|a| a.queued.tenant_id).collect();
-    tenants.sort_unstable();
-    tenants.dedup();
-    for tenant in tenants {
-        let addresses: Vec<&EmailAddress> = batch
-            .iter()
-            .filter(|a| a.queued.tenant_id == tenant)
-            .flat_map(|a| a.recipients.iter().map(|(r, _)| r))
-            .collect();
-        let mut found: HashMap<String, Vec<Hit>> = HashMap::new();
-        for (address, hit) in suppressions::lookup(db, tenant, &addresses).await? {
-            found.entry(address).or_default().push(hit);
-        }
-        for a in batch.iter_mut().filter(|a| a.queued.tenant_id == tenant) {
-            a.suppress(&found);
+/// Each tenant of `batch` with its recipients.
+fn wanted(batch: &[Acceptance]) -> Vec<(TenantId, Vec<&EmailAddress>)> {
+    let mut wanted: Vec<(TenantId, Vec<&EmailAddress>)> = Vec::new();
+    for a in batch {
+        let addresses = a.recipients.iter().map(|(r, _)| r);
+        match wanted.iter_mut().find(|(t, _)| *t == a.queued.tenant_id) {
+            Some((_, known)) => known.extend(addresses),
+            None => wanted.push((a.queued.tenant_id, addresses.collect())),
         }
     }
-    Ok(())
+    wanted
 }
 
-/// The idempotency row of `a`, with its answer.
-async fn remember(db: &impl Connection, a: &Acceptance) -> Result<(), StoreError> {
-    if let Some((key, hash)) = &a.idempotency {
-        let answer = serde_json::to_string(&a.accepted)
-            .map_err(|e| StoreError::Corrupt(format!("idempotent answer: {e}")))?;
-        idempotency::insert(db, a.queued.tenant_id, key, hash, &answer).await?;
-    }
-    Ok(())
-}
-
-async fn write(db: &impl Connection, a: &mut Acceptance) -> Result<(), StoreError> {
-    suppress(db, &mut [&mut *a]).await?;
-    messages::insert(
-        db,
-        &a.queued,
-        &messages::MessageBody {
-            mime: &a.mime,
-            headers_json: &a.headers_json,
-            tags_json: &a.tags_json,
-            user_variables_json: &a.vars_json,
-        },
-        &a.recipients,
-    )
-    .await?;
-    events::insert_many(db, &a.events).await?;
-    remember(db, a).await
-}
-
-/// The whole batch with a few multi-row statements.
-async fn write_batch(store: &Store, batch: &mut [Request]) -> Result<(), StoreError> {
-    let tx = store.begin().await?;
-    let mut all: Vec<&mut Acceptance> = batch.iter_mut().map(|(a, _)| a).collect();
-    suppress(tx.conn(), &mut all).await?;
+/// Every row `batch` writes, as few multi-row statements: messages, bodies,
+/// recipients, events and idempotency keys (with their answers, so after
+/// [`Acceptance::suppress`]).
+fn script(backend: DbBackend, batch: &[Acceptance]) -> Result<Script, StoreError> {
     let bodies: Vec<messages::MessageBody<'_>> = batch
         .iter()
-        .map(|(a, _)| messages::MessageBody {
+        .map(|a| messages::MessageBody {
             mime: &a.mime,
             headers_json: &a.headers_json,
             tags_json: &a.tags_json,
@@ -167,55 +140,110 @@ async fn write_batch(store: &Store, batch: &mut [Request]) -> Result<(), StoreEr
     let items: Vec<messages::NewMessage<'_>> = batch
         .iter()
         .zip(&bodies)
-        .map(|((a, _), b)| (&a.queued, b, a.recipients.as_slice()))
+        .map(|(a, b)| (&a.queued, b, a.recipients.as_slice()))
         .collect();
     let evs: Vec<Event> = batch
         .iter()
-        .flat_map(|(a, _)| a.events.iter().cloned())
+        .flat_map(|a| a.events.iter().cloned())
         .collect();
-    // One call to the database for all of them.
-    let mut script = Script::new(tx.conn().get_database_backend());
+    let mut script = Script::new(backend);
     messages::add_many(&mut script, &items);
     events::add_many(&mut script, &evs);
-    script.run(tx.conn()).await?;
-    for (a, _) in batch.iter() {
-        remember(tx.conn(), a).await?;
+    for a in batch {
+        if let Some((key, hash)) = &a.idempotency {
+            let answer = serde_json::to_string(&a.accepted)
+                .map_err(|e| StoreError::Corrupt(format!("idempotent answer: {e}")))?;
+            idempotency::add(&mut script, a.queued.tenant_id, key, hash, &answer);
+        }
     }
-    tx.commit().await
+    Ok(script)
+}
+
+/// The whole batch in one transaction.
+async fn write_batch(store: &Store, batch: &mut [Acceptance]) -> Result<(), StoreError> {
+    let Some(conn) = store.batch().await else {
+        let tx = store.begin().await?;
+        let found = suppressions::lookup(tx.conn(), &wanted(batch)).await?;
+        for a in batch.iter_mut() {
+            a.suppress(&found);
+        }
+        script(tx.conn().get_database_backend(), batch)?
+            .run(tx.conn())
+            .await?;
+        return tx.commit().await;
+    };
+    let mut conn = conn?;
+    let rows = conn
+        .begin_with(suppressions::lookup_statements(
+            DbBackend::Sqlite,
+            &wanted(batch),
+        ))
+        .await?;
+    let prepared = Found::from_rows(rows).and_then(|found| {
+        for a in batch.iter_mut() {
+            a.suppress(&found);
+        }
+        script(DbBackend::Sqlite, batch)
+    });
+    match prepared {
+        Ok(script) => conn.commit_with(script).await,
+        Err(e) => {
+            conn.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
-    let mut batch: Vec<Request> = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    let mut batch: Vec<Acceptance> = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<oneshot::Sender<Result<Accepted, AppError>>> = Vec::with_capacity(BATCH);
+    while let Some((a, done)) = rx.recv().await {
+        batch.push(a);
+        waiting.push(done);
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok((a, done)) => {
+                    batch.push(a);
+                    waiting.push(done);
+                }
                 Err(_) => break,
             }
         }
-        match write_batch(&store, &mut batch).await {
+        let result = write_batch(&store, &mut batch).await;
+        if let Err(e) = &result
+            && batch.len() > 1
+        {
+            tracing::warn!(error = %e, size = batch.len(), "a group commit failed; writing its submissions one by one");
+            for (mut a, done) in batch.drain(..).zip(waiting.drain(..)) {
+                let one = write_batch(&store, std::slice::from_mut(&mut a)).await;
+                let _ = done.send(answer(one, a));
+            }
+            continue;
+        }
+        match result {
             Ok(()) => {
-                for (a, done) in batch.drain(..) {
+                for (a, done) in batch.drain(..).zip(waiting.drain(..)) {
                     let _ = done.send(Ok(a.accepted));
                 }
             }
-            Err(e) if batch.len() == 1 => {
-                if let Some((_, done)) = batch.pop() {
-                    let _ = done.send(Err(e.into()));
-                }
-            }
             Err(e) => {
-                tracing::warn!(error = %e, size = batch.len(), "a group commit failed; writing its submissions one by one");
-                for (mut a, done) in batch.drain(..) {
-                    let one = async {
-                        let tx = store.begin().await?;
-                        write(tx.conn(), &mut a).await?;
-                        tx.commit().await
-                    };
-                    let _ = done.send(one.await.map(|()| a.accepted).map_err(AppError::from));
+                if let (Some(a), Some(done)) = (batch.pop(), waiting.pop()) {
+                    let _ = done.send(answer(Err(e), a));
                 }
             }
         }
+    }
+}
+
+/// What the submitter of `a` is told: its answer, or why it was not
+/// stored (a key saved meanwhile by a concurrent request with the same
+/// Idempotency-Key is a conflict on it).
+fn answer(written: Result<(), StoreError>, a: Acceptance) -> Result<Accepted, AppError> {
+    match written {
+        Ok(()) => Ok(a.accepted),
+        Err(e) if e.is_unique_violation() && a.idempotency.is_some() => {
+            Err(StoreError::Conflict("idempotency_key").into())
+        }
+        Err(e) => Err(e.into()),
     }
 }

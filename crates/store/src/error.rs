@@ -18,6 +18,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether a unique constraint refused the write.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))))
+    }
+
     /// Turns a unique-constraint violation into a conflict on `field`.
     pub(crate) fn unique_as(err: DbErr, field: &'static str) -> Self {
         match err.sql_err() {

@@ -2,10 +2,12 @@
 //! answer instead of a second message.
 
 use herald_domain::{TenantId, Timestamp};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait,
+};
 
-use crate::StoreError;
 use crate::entity::idempotency_key;
+use crate::{Script, StoreError};
 
 /// A saved answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,18 +43,36 @@ pub async fn insert(
     request_hash: &str,
     response: &str,
 ) -> Result<(), StoreError> {
-    idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+    idempotency_key::Entity::insert(row(tenant, key, request_hash, response))
+        .exec_without_returning(db)
+        .await
+        .map_err(|e| StoreError::unique_as(e, "idempotency_key"))?;
+    Ok(())
+}
+
+/// The row [`insert`] writes, as a statement of `script` (a group commit's:
+/// a key saved meanwhile fails the script).
+pub fn add(script: &mut Script, tenant: TenantId, key: &str, request_hash: &str, response: &str) {
+    let backend = script.backend();
+    script.push(
+        idempotency_key::Entity::insert(row(tenant, key, request_hash, response)).build(backend),
+    );
+}
+
+fn row(
+    tenant: TenantId,
+    key: &str,
+    request_hash: &str,
+    response: &str,
+) -> idempotency_key::ActiveModel {
+    idempotency_key::ActiveModel {
         tenant_id: Set(tenant.to_string()),
         key: Set(key.to_owned()),
         request_hash: Set(request_hash.to_owned()),
         status_code: Set(202),
         response: Set(response.to_owned()),
         created_at: Set(Timestamp::now().as_micros()),
-    })
-    .exec_without_returning(db)
-    .await
-    .map_err(|e| StoreError::unique_as(e, "idempotency_key"))?;
-    Ok(())
+    }
 }
 
 pub async fn delete(

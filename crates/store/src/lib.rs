@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod audit;
+mod batch;
 pub mod body;
 mod convert;
 mod entity;
@@ -35,9 +36,11 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+pub use batch::Batch;
 pub use error::StoreError;
 pub use script::Script;
 pub use sea_orm::ConnectionTrait as Connection;
+pub use sea_orm::DbBackend;
 pub use sea_orm::Statement;
 
 /// Which database a [`Store`] talks to.
@@ -224,6 +227,23 @@ impl Store {
             ..Default::default()
         };
         Ok(Tx(self.writer.begin_with_options(options).await?))
+    }
+
+    /// On SQLite, the writer's connection for a [`Batch`]: a transaction
+    /// that begins and commits with its statements. `None` on PostgreSQL,
+    /// whose transactions are [`Store::begin`]'s.
+    pub async fn batch(&self) -> Option<Result<Batch, StoreError>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        Some(
+            self.writer
+                .get_sqlite_connection_pool()
+                .acquire()
+                .await
+                .map(Batch::new)
+                .map_err(batch::acquire_err),
+        )
     }
 
     /// Checks that the database answers (for /readyz).

@@ -2,9 +2,11 @@
 
 use herald_domain::{EmailAddress, TenantId, Timestamp};
 use sea_orm::sea_query::OnConflict;
+use std::collections::HashMap;
+
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Order,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
 };
 
 use crate::StoreError;
@@ -102,48 +104,92 @@ impl Hit {
     }
 }
 
-/// For each of `addresses` that is on a list, its entries (bounce first,
-/// then complaint, then unsubscribe), keyed by the lowercased address.
-pub async fn lookup(
-    db: &impl ConnectionTrait,
-    tenant: TenantId,
-    addresses: &[&EmailAddress],
-) -> Result<Vec<(String, Hit)>, StoreError> {
-    if addresses.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut keys: Vec<String> = addresses
-        .iter()
-        .map(|a| a.as_str().to_lowercase())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    // A group commit asks for many messages' recipients at once: a few
-    // hundred keys per statement stay far below any bind-parameter limit.
-    let mut found: Vec<(String, Hit)> = Vec::new();
-    for chunk in crate::shaped(&keys, 256) {
-        let rows = suppression::Entity::find()
-            .filter(suppression::Column::TenantId.eq(tenant.to_string()))
-            .filter(suppression::Column::AddressKey.is_in(chunk.iter().cloned()))
-            .all(db)
-            .await?;
-        found.extend(rows.into_iter().filter_map(|r| {
-            let kind = SuppressionKind::parse(&r.kind)?;
+/// The entries found for some tenants' addresses, by tenant and lowercased
+/// address, bounce first, then complaint, then unsubscribe.
+#[derive(Debug, Default)]
+pub struct Found(HashMap<(String, String), Vec<Hit>>);
+
+impl Found {
+    /// Reads the rows of [`lookup_statements`].
+    pub fn from_rows(rows: impl IntoIterator<Item = QueryResult>) -> Result<Self, StoreError> {
+        let mut found: HashMap<(String, String), Vec<Hit>> = HashMap::new();
+        for row in rows {
+            let r = suppression::Model::from_query_result(&row, "")?;
+            let Some(kind) = SuppressionKind::parse(&r.kind) else {
+                continue;
+            };
             let tags = r
                 .tags
                 .as_deref()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default();
-            Some((r.address_key, Hit { kind, tags }))
-        }));
+            found
+                .entry((r.tenant_id, r.address_key))
+                .or_default()
+                .push(Hit { kind, tags });
+        }
+        let rank = |k: SuppressionKind| match k {
+            SuppressionKind::Bounce => 0,
+            SuppressionKind::Complaint => 1,
+            SuppressionKind::Unsubscribe => 2,
+        };
+        for hits in found.values_mut() {
+            hits.sort_by_key(|h| rank(h.kind));
+        }
+        Ok(Self(found))
     }
-    let rank = |k: SuppressionKind| match k {
-        SuppressionKind::Bounce => 0,
-        SuppressionKind::Complaint => 1,
-        SuppressionKind::Unsubscribe => 2,
-    };
-    found.sort_by(|(a, x), (b, y)| a.cmp(b).then(rank(x.kind).cmp(&rank(y.kind))));
-    Ok(found)
+
+    /// `address`'s entries on `tenant`'s lists (none: not suppressed).
+    pub fn get(&self, tenant: TenantId, address: &EmailAddress) -> &[Hit] {
+        self.0
+            .get(&(tenant.to_string(), address.as_str().to_lowercase()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether no address was on any list (the usual answer).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The queries that find which of each tenant's `addresses` are on a list
+/// (read their rows with [`Found::from_rows`]). A group commit asks for many
+/// messages' recipients at once: each statement takes a few hundred
+/// addresses at most, far below any bind-parameter limit.
+pub fn lookup_statements(
+    backend: DbBackend,
+    wanted: &[(TenantId, Vec<&EmailAddress>)],
+) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    for (tenant, addresses) in wanted {
+        let mut keys: Vec<String> = addresses
+            .iter()
+            .map(|a| a.as_str().to_lowercase())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in crate::shaped(&keys, 256) {
+            statements.push(
+                suppression::Entity::find()
+                    .filter(suppression::Column::TenantId.eq(tenant.to_string()))
+                    .filter(suppression::Column::AddressKey.is_in(chunk.iter().cloned()))
+                    .build(backend),
+            );
+        }
+    }
+    statements
+}
+
+/// Which of each tenant's `addresses` are on a list.
+pub async fn lookup(
+    db: &impl ConnectionTrait,
+    wanted: &[(TenantId, Vec<&EmailAddress>)],
+) -> Result<Found, StoreError> {
+    let mut rows = Vec::new();
+    for statement in lookup_statements(db.get_database_backend(), wanted) {
+        rows.extend(db.query_all_raw(statement).await?);
+    }
+    Found::from_rows(rows)
 }
 
 /// One suppressed address.
