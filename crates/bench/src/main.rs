@@ -16,6 +16,7 @@
 //!    (see `events.rs`).
 
 mod events;
+mod http;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -542,7 +543,7 @@ static GENERATOR: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::Lazy
 /// load generators do, so that building it costs the run nothing. Herald
 /// parses every request in full either way. Returns the content type and
 /// the body.
-fn form(client: usize, domain: &str, text: &str) -> (String, bytes::Bytes) {
+fn form(client: usize, domain: &str, text: &str) -> (String, String) {
     let boundary = format!("herald-bench-{client:04}-boundary");
     let mut body = String::with_capacity(text.len() + 512);
     for (name, value) in [
@@ -556,22 +557,16 @@ fn form(client: usize, domain: &str, text: &str) -> (String, bytes::Bytes) {
         ));
     }
     body.push_str(&format!("--{boundary}--\r\n"));
-    (
-        format!("multipart/form-data; boundary={boundary}"),
-        bytes::Bytes::from(body),
-    )
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// `clients` tasks posting for `seconds`; with `target`, paced to that
 /// total rate (latency counted from each request's scheduled start). The
 /// tasks run on the [`GENERATOR`] runtime with a client of their own.
 async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
-    let url = format!("http://{}/v3/{}/{path}", s.running.addr, s.domain);
+    let addr = s.running.addr;
+    let path = format!("/v3/{}/{path}", s.domain);
     let text = String::from_utf8(mime(5120)).unwrap();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients * 2)
-        .build()
-        .unwrap();
     let auth = {
         use base64::Engine;
         let pair = format!("api:{}", s.key);
@@ -586,13 +581,17 @@ async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
     let mut tasks = Vec::new();
     let interval = target.map(|t| Duration::from_secs_f64(args.clients as f64 / t));
     for c in 0..args.clients {
-        let client = client.clone();
-        let url = url.clone();
-        let auth = auth.clone();
         let (content_type, body) = form(c, &s.domain, &text);
+        let request = http::post(
+            addr,
+            &path,
+            &[("Authorization", &auth), ("Content-Type", &content_type)],
+            body.as_bytes(),
+        );
         // Paced clients start spread over one interval.
         let offset = c as f64 / args.clients as f64;
         tasks.push(GENERATOR.spawn(async move {
+            let mut client = http::Client::new(addr);
             let mut lat = Vec::new();
             let mut errors = 0;
             let mut next = Instant::now() + interval.map(|i| i.mul_f64(offset)).unwrap_or_default();
@@ -605,16 +604,8 @@ async fn load(s: &Setup, args: &Args, path: &str, target: Option<f64>) -> Load {
                 } else {
                     Instant::now()
                 };
-                let res = client
-                    .post(&url)
-                    .header(reqwest::header::AUTHORIZATION, &auth)
-                    .header(reqwest::header::CONTENT_TYPE, &content_type)
-                    .body(body.clone())
-                    .send()
-                    .await;
-                match res {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
+                match client.send(&request).await {
+                    Ok(status) if (200..300).contains(&status) => {
                         lat.push(scheduled.elapsed().as_micros() as u64);
                     }
                     _ => errors += 1,
