@@ -763,6 +763,24 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
         );
     }
 
+    // The same connection runs the next transaction, with no lookup.
+    let next = ScriptBatch::new(tenant, "next", 2);
+    assert!(batch.begin_with(Vec::new()).await.unwrap().is_empty());
+    batch
+        .commit_with(next.script(DbBackend::Sqlite))
+        .await
+        .unwrap();
+    assert!(!batch.is_open());
+    drop(batch);
+    for m in &next.queued {
+        assert!(
+            messages::get(store.read(), tenant, m.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
     // A message whose id is taken fails the script: the new one before it
     // is not kept either.
     let fresh = ScriptBatch::new(tenant, "fresh", 1);
@@ -780,6 +798,8 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
             .unwrap_err()
             .is_unique_violation()
     );
+    assert!(!batch.is_open(), "rolled back");
+    drop(batch);
     let fresh_id = fresh.queued[0].id;
     assert!(
         messages::get(store.read(), tenant, fresh_id)

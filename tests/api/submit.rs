@@ -651,4 +651,14 @@ async fn concurrent_submissions_are_committed_together_and_each_stored() {
         .unwrap();
         assert_eq!(evs.len(), 1, "one accepted event");
     }
+    // The writer gave SQLite's writer connection back once it had nothing
+    // more to commit: another write does not wait for it.
+    let other = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.herald().store().begin(),
+    )
+    .await
+    .expect("the writer connection is free")
+    .unwrap();
+    other.commit().await.unwrap();
 }

@@ -8,10 +8,13 @@
 //! suppression lookup, the inserts, COMMIT, and the check the pool makes of
 //! a released connection. The writer is the one task every submission
 //! waits for, so on a busy machine those waits were most of a commit's
-//! time. Here the same transaction makes three.
+//! time. Here the same transaction makes two, and the connection may be
+//! kept for the next transaction: the pool checks a released connection
+//! with a round trip of its own, which the next taker waits for.
 //!
-//! The connection is the writer pool's only one, held for the whole
-//! transaction, so nothing else runs between the two calls.
+//! The connection is the writer pool's only one, held for as long as the
+//! [`Batch`] lives, so nothing else writes meanwhile: a holder releases it
+//! (drops the batch) as soon as it has nothing more to write.
 
 use std::sync::Arc;
 
@@ -22,9 +25,10 @@ use sea_query_sqlx::SqlxValues;
 
 use crate::{Script, StoreError};
 
-/// An SQLite write transaction held on the writer's connection. Dropped
-/// while open (its task cancelled), it closes the connection instead of
-/// returning it to the pool, which rolls the transaction back.
+/// SQLite's writer connection, held for one write transaction after
+/// another. Dropped while a transaction is open (its task cancelled, or a
+/// ROLLBACK failed), it closes the connection instead of returning it to
+/// the pool, which rolls the transaction back.
 pub struct Batch {
     conn: PoolConnection<Sqlite>,
     open: bool,
@@ -84,7 +88,7 @@ impl Batch {
         {
             Ok(rows) => Ok(rows.into_iter().map(QueryResult::from).collect()),
             Err(e) => {
-                self.roll_back().await;
+                self.rollback().await;
                 Err(db_err(e))
             }
         }
@@ -92,7 +96,7 @@ impl Batch {
 
     /// Runs `script`, then COMMIT, with its last statement. If anything
     /// fails, the transaction is rolled back.
-    pub async fn commit_with(mut self, mut script: Script) -> Result<(), StoreError> {
+    pub async fn commit_with(&mut self, mut script: Script) -> Result<(), StoreError> {
         script.push(Statement::from_string(sea_orm::DbBackend::Sqlite, "COMMIT"));
         let mut result = Ok(());
         for statement in script.into_calls() {
@@ -103,21 +107,22 @@ impl Batch {
         }
         match result {
             Ok(()) => self.open = false,
-            Err(_) => self.roll_back().await,
+            Err(_) => self.rollback().await,
         }
         result
     }
 
-    /// Rolls the transaction back (when what goes between its two calls
-    /// fails).
-    pub async fn rollback(mut self) {
-        self.roll_back().await;
+    /// Whether a transaction is open (after a failed ROLLBACK, until the
+    /// batch is dropped).
+    pub fn is_open(&self) -> bool {
+        self.open
     }
 
-    /// Rolls back whatever is open. A ROLLBACK with nothing to roll back
+    /// Rolls back whatever is open (when what goes between the two calls
+    /// fails, say). A ROLLBACK with nothing to roll back
     /// (BEGIN or COMMIT failed) is refused by SQLite, harmlessly; if it
     /// fails for another reason, the connection is closed on drop.
-    async fn roll_back(&mut self) {
+    pub async fn rollback(&mut self) {
         match sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
             .execute(&mut *self.conn)
             .await
