@@ -8,7 +8,8 @@
 //!    by Herald's worker to the same sink.
 //! 3. Acceptance: `--clients` concurrent HTTP clients posting to
 //!    /v3/{domain}/messages, beside the same load on a route that parses the
-//!    form and stores nothing; then p99 at 80% of the measured peak.
+//!    form and stores nothing; then p99 at 80% of the measured peak, with
+//!    the peak measured again after it (see [`at_80_percent`]).
 //! 4. Memory: the `herald` binary's resident set while `--queued` messages
 //!    wait in its queue.
 //! 5. The event log: one page of one tenant's day among `--events` events of
@@ -651,23 +652,72 @@ async fn acceptance(args: &Args, s: &Setup) {
     show("parse-only route (the HTTP limit)", &limit);
     let peak = load(s, args, "messages", None).await;
     show("/v3/{domain}/messages", &peak);
-    let target = peak.rate * 0.8;
-    let paced = load(s, args, "messages", Some(target)).await;
-    show(&format!("at 80% of peak ({target:.0}/s)"), &paced);
+    let paced = at_80_percent(s, args, peak.rate).await;
     for &rate in &args.rates {
         let l = load(s, args, "messages", Some(rate)).await;
         show(&format!("paced at {rate:.0}/s"), &l);
     }
-    let sync = if args.backend == "sqlite" {
-        " on SQLite with synchronous=FULL"
+    if args.backend == "sqlite" {
+        println!(
+            "   limit: >= 5,000 messages/s on SQLite with synchronous=FULL: {}; p99 <= 25 ms at 80% of peak: {}",
+            verdict(peak.rate >= 5000.0),
+            verdict(paced.p99 <= 25.0)
+        );
     } else {
-        ""
-    };
-    println!(
-        "   limit: >= 5,000 messages/s{sync}: {}; p99 <= 25 ms at 80% of peak: {}",
-        verdict(peak.rate >= 5000.0),
-        verdict(paced.p99 <= 25.0)
-    );
+        println!(
+            "   limit: none on {} (>= 5,000 messages/s and p99 <= 25 ms at 80% of peak hold on SQLite)",
+            args.backend
+        );
+    }
+}
+
+/// How far the peak measured after a paced run may move from the one its
+/// target came from (the paced load then was 80% ± 10% of the machine's
+/// capacity at the time).
+const STEADY: f64 = 0.10;
+
+/// Paced attempts at 80% of the peak, at most.
+const ATTEMPTS: usize = 3;
+
+/// The paced run at 80% of the peak, with the peak measured again right
+/// after it. This machine's speed moves by up to ±25% between 10-second
+/// windows, so 80% of one window's peak can be all the next window can
+/// do: that run measures an overload, not 80%. When the peak after the
+/// paced run is more than [`STEADY`] away from the one before, the run is
+/// shown, said to be off, and repeated at 80% of the newer peak, up to
+/// [`ATTEMPTS`] times. Whether it is off depends only on the two peaks,
+/// never on the latencies; if no attempt holds, the last one is judged.
+async fn at_80_percent(s: &Setup, args: &Args, mut peak: f64) -> Load {
+    let mut attempt = 1;
+    loop {
+        let target = peak * 0.8;
+        let paced = load(s, args, "messages", Some(target)).await;
+        show(&format!("at 80% of peak ({target:.0}/s)"), &paced);
+        let after = load(s, args, "messages", None).await;
+        show("peak again, right after", &after);
+        let moved = after.rate / peak - 1.0;
+        let share = 100.0 * target / after.rate;
+        if moved.abs() <= STEADY {
+            println!(
+                "     the peak moved {:+.0}%: the paced load was {share:.0}% of it",
+                100.0 * moved
+            );
+            return paced;
+        }
+        if attempt == ATTEMPTS {
+            println!(
+                "     the peak moved {:+.0}% (the paced load was {share:.0}% of the peak after it); {ATTEMPTS} attempts, none steady: the last one is judged",
+                100.0 * moved
+            );
+            return paced;
+        }
+        println!(
+            "     the peak moved {:+.0}%: the paced load was {share:.0}% of the peak after it, not 80%; again at 80% of the newer peak",
+            100.0 * moved
+        );
+        peak = after.rate;
+        attempt += 1;
+    }
 }
 
 /// CPU time used so far by process `pid` ("self" for this one): its own,
