@@ -77,6 +77,15 @@ impl MigrationTrait for Migration {
             .await?;
         m.drop_table(Table::drop().table(MessageBody::Table).to_owned())
             .await?;
+        // Every row has its body back. PostgreSQL can make the column NOT
+        // NULL again; SQLite can only add a nullable column at the end of
+        // the table, which the code before this migration, writing every
+        // message's body, never sees NULL in.
+        if m.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
+            m.get_connection()
+                .execute_unprepared("ALTER TABLE message ALTER COLUMN mime SET NOT NULL")
+                .await?;
+        }
         Ok(())
     }
 }
