@@ -821,6 +821,12 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
         app.stop().await;
         return;
     }
+    let is_stored = async |id| {
+        messages::get(store.read(), tenant, id)
+            .await
+            .unwrap()
+            .is_some()
+    };
     let bounced = EmailAddress::parse("Bounced@Home.example").unwrap();
     let fine = EmailAddress::parse("fine@home.example").unwrap();
     let tx = store.begin().await.unwrap();
@@ -849,16 +855,12 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
     assert!(kinds(tenant, &fine).is_empty());
     assert!(kinds(other, &bounced).is_empty(), "another tenant's list");
     let stored = ScriptBatch::new(tenant, "batched", 3);
-    let mut script = Script::new(DbBackend::Sqlite);
-    stored.add_to(&mut script);
-    batch.commit_with(script).await.unwrap();
+    batch
+        .commit_with(stored.script(DbBackend::Sqlite))
+        .await
+        .unwrap();
     for m in &stored.queued {
-        assert!(
-            messages::get(store.read(), tenant, m.id)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(is_stored(m.id).await);
     }
 
     // The same connection runs the next transaction, with no lookup.
@@ -871,12 +873,7 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
     assert!(!batch.is_open());
     drop(batch);
     for m in &next.queued {
-        assert!(
-            messages::get(store.read(), tenant, m.id)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(is_stored(m.id).await);
     }
 
     // A message whose id is taken fails the script: the new one before it
@@ -898,13 +895,7 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
     );
     assert!(!batch.is_open(), "rolled back");
     drop(batch);
-    let fresh_id = fresh.queued[0].id;
-    assert!(
-        messages::get(store.read(), tenant, fresh_id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!is_stored(fresh.queued[0].id).await);
 
     // Dropped between its two calls: nothing stays open on the writer.
     let mut batch = store.batch().await.unwrap().unwrap();
@@ -918,11 +909,6 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    assert!(
-        messages::get(store.read(), tenant, again.queued[0].id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(is_stored(again.queued[0].id).await);
     app.stop().await;
 }

@@ -246,26 +246,22 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
         if held.is_none() {
             held_since = Instant::now();
         }
-        let result = write_batch(&store, &mut held, &mut batch).await;
-        if let Err(e) = &result
-            && batch.len() > 1
-        {
-            tracing::warn!(error = %e, size = batch.len(), "a group commit failed; writing its submissions one by one");
-            for (mut a, done) in batch.drain(..).zip(waiting.drain(..)) {
-                let one = write_batch(&store, &mut held, std::slice::from_mut(&mut a)).await;
-                let _ = done.send(answer(one, a));
-            }
-        } else {
-            match result {
-                Ok(()) => {
-                    for (a, done) in batch.drain(..).zip(waiting.drain(..)) {
-                        let _ = done.send(Ok(a.accepted));
-                    }
+        match write_batch(&store, &mut held, &mut batch).await {
+            Ok(()) => {
+                for (a, done) in batch.drain(..).zip(waiting.drain(..)) {
+                    let _ = done.send(Ok(a.accepted));
                 }
-                Err(e) => {
-                    if let (Some(a), Some(done)) = (batch.pop(), waiting.pop()) {
-                        let _ = done.send(answer(Err(e), a));
-                    }
+            }
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, size = batch.len(), "a group commit failed; writing its submissions one by one");
+                for (mut a, done) in batch.drain(..).zip(waiting.drain(..)) {
+                    let one = write_batch(&store, &mut held, std::slice::from_mut(&mut a)).await;
+                    let _ = done.send(answer(one, a));
+                }
+            }
+            Err(e) => {
+                if let (Some(a), Some(done)) = (batch.pop(), waiting.pop()) {
+                    let _ = done.send(answer(Err(e), a));
                 }
             }
         }

@@ -1,9 +1,9 @@
 //! Suppression lists: addresses a tenant's mail must no longer go to.
 
-use herald_domain::{EmailAddress, TenantId, Timestamp};
-use sea_orm::sea_query::OnConflict;
 use std::collections::HashMap;
 
+use herald_domain::{EmailAddress, TenantId, Timestamp};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Order,
     QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
