@@ -801,16 +801,17 @@ async fn a_script_of_many_statements_binds_each_row_its_own_values_and_fails_who
     app.stop().await;
 }
 
-/// SQLite's group commit is a write batch: BEGIN goes with the suppression
-/// lookup, COMMIT with the inserts. The lookup sees each tenant's own
-/// lists; a script that fails leaves nothing behind; a batch dropped while
-/// open (its task cancelled) rolls back, and the writer goes on working.
-/// PostgreSQL has no batch: its group commit is an ordinary transaction.
+/// SQLite's group commit runs on the writer's handle, borrowed from
+/// sqlx's thread: a transaction sees each tenant's own lists, commits, and
+/// the same handle runs the next one; a script or a step that fails leaves
+/// nothing behind and the handle goes on working, and so does the writer
+/// through sqlx once the batch is dropped. PostgreSQL has no batch: its
+/// group commit is an ordinary transaction.
 #[tokio::test]
-async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
+async fn the_writer_handle_commits_whole_transactions_or_leaves_nothing() {
     use herald_domain::EmailAddress;
-    use herald_store::suppressions::{self, Found, SuppressionKind};
-    use herald_store::{Backend, DbBackend, Script, messages};
+    use herald_store::suppressions::{self, SuppressionKind};
+    use herald_store::{Backend, DbBackend, Script, StoreError, messages};
     let app = TestApp::spawn_with(&[]).await;
     let herald = app.herald();
     let tenant = new_tenant(herald, "batch").await;
@@ -844,37 +845,27 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
 
     // The batch holds the writer's one connection until it ends.
     let mut batch = store.batch().await.unwrap().unwrap();
+    let mut locked = batch.lock().await.unwrap();
     let wanted = [(tenant, vec![&bounced, &fine]), (other, vec![&bounced])];
-    let rows = batch
-        .begin_with(suppressions::lookup_statements(DbBackend::Sqlite, &wanted))
-        .await
+    let stored = ScriptBatch::new(tenant, "batched", 3);
+    let found = locked
+        .transaction(|tx| {
+            let found = suppressions::lookup_locked(tx, &wanted)?;
+            tx.run(stored.script(DbBackend::Sqlite))?;
+            Ok(found)
+        })
         .unwrap();
-    let found = Found::from_rows(rows).unwrap();
     let kinds = |t, a| -> Vec<SuppressionKind> { found.get(t, a).iter().map(|h| h.kind).collect() };
     assert_eq!(kinds(tenant, &bounced), [SuppressionKind::Bounce]);
     assert!(kinds(tenant, &fine).is_empty());
     assert!(kinds(other, &bounced).is_empty(), "another tenant's list");
-    let stored = ScriptBatch::new(tenant, "batched", 3);
-    batch
-        .commit_with(stored.script(DbBackend::Sqlite))
-        .await
-        .unwrap();
-    for m in &stored.queued {
-        assert!(is_stored(m.id).await);
-    }
 
-    // The same connection runs the next transaction, with no lookup.
+    // The same handle runs the next transaction.
     let next = ScriptBatch::new(tenant, "next", 2);
-    assert!(batch.begin_with(Vec::new()).await.unwrap().is_empty());
-    batch
-        .commit_with(next.script(DbBackend::Sqlite))
-        .await
+    locked
+        .transaction(|tx| tx.run(next.script(DbBackend::Sqlite)))
         .unwrap();
-    assert!(!batch.is_open());
-    drop(batch);
-    for m in &next.queued {
-        assert!(is_stored(m.id).await);
-    }
+    assert!(!locked.is_open());
 
     // A message whose id is taken fails the script: the new one before it
     // is not kept either.
@@ -884,23 +875,30 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
     let mut script = Script::new(DbBackend::Sqlite);
     fresh.add_to(&mut script);
     taken.add_to(&mut script);
-    let mut batch = store.batch().await.unwrap().unwrap();
-    batch.begin_with(Vec::new()).await.unwrap();
-    assert!(
-        batch
-            .commit_with(script)
-            .await
-            .unwrap_err()
-            .is_unique_violation()
-    );
-    assert!(!batch.is_open(), "rolled back");
-    drop(batch);
-    assert!(!is_stored(fresh.queued[0].id).await);
+    let failed = locked.transaction(|tx| tx.run(script)).unwrap_err();
+    assert!(failed.is_unique_violation(), "{failed}");
+    assert!(!locked.is_open(), "rolled back");
 
-    // Dropped between its two calls: nothing stays open on the writer.
-    let mut batch = store.batch().await.unwrap().unwrap();
-    batch.begin_with(Vec::new()).await.unwrap();
+    // A step between the statements that fails rolls back what ran.
+    let stepped = ScriptBatch::new(tenant, "stepped", 1);
+    let failed = locked
+        .transaction(|tx| {
+            tx.run(stepped.script(DbBackend::Sqlite))?;
+            Err::<(), _>(StoreError::Corrupt("a step failed".into()))
+        })
+        .unwrap_err();
+    assert!(matches!(failed, StoreError::Corrupt(_)), "{failed}");
+    assert!(!locked.is_open());
+    drop(locked);
     drop(batch);
+    for m in stored.queued.iter().chain(&next.queued) {
+        assert!(is_stored(m.id).await);
+    }
+    assert!(!is_stored(fresh.queued[0].id).await);
+    assert!(!is_stored(stepped.queued[0].id).await);
+
+    // The writer goes on working through sqlx, and a new batch reuses the
+    // statements the last one prepared.
     let again = ScriptBatch::new(tenant, "after", 1);
     let tx = store.begin().await.unwrap();
     again
@@ -910,5 +908,47 @@ async fn a_write_batch_begins_with_its_lookup_and_commits_or_leaves_nothing() {
         .unwrap();
     tx.commit().await.unwrap();
     assert!(is_stored(again.queued[0].id).await);
+    let last = ScriptBatch::new(tenant, "last", 3);
+    let mut batch = store.batch().await.unwrap().unwrap();
+    batch
+        .lock()
+        .await
+        .unwrap()
+        .transaction(|tx| tx.run(last.script(DbBackend::Sqlite)))
+        .unwrap();
+    drop(batch);
+    for m in &last.queued {
+        assert!(is_stored(m.id).await);
+    }
     app.stop().await;
+}
+
+/// The statements the writer's batches keep prepared do not keep SQLite
+/// from closing the database: after `Store::close` the WAL file is gone,
+/// which SQLite does only when the last connection closes.
+#[tokio::test]
+async fn a_store_closes_completely_after_its_writer_kept_statements() {
+    use herald_domain::{EmailAddress, TenantId};
+    use herald_store::{Backend, suppressions};
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    if store.backend() == Backend::Postgres {
+        store.close().await;
+        return;
+    }
+    let address = EmailAddress::parse("someone@home.example").unwrap();
+    let mut batch = store.batch().await.unwrap().unwrap();
+    let found = batch
+        .lock()
+        .await
+        .unwrap()
+        .transaction(|tx| suppressions::lookup_locked(tx, &[(TenantId::new(), vec![&address])]))
+        .unwrap();
+    assert!(found.is_empty());
+    drop(batch);
+    let wal = db.dir.path().join("herald.db-wal");
+    assert!(wal.exists());
+    store.close().await;
+    assert!(!wal.exists(), "a connection stayed open");
 }

@@ -12,18 +12,18 @@
 //! transaction that stores the messages: a recipient suppressed before the
 //! commit is never queued.
 //!
-//! On SQLite the transaction is a [`herald_store::Batch`]: BEGIN goes with
-//! the suppression lookup and COMMIT with the inserts, two round trips to
-//! SQLite's thread instead of four, and the writer keeps the connection for
-//! the next group commit while submissions are waiting (up to [`HOLD`]),
-//! which saves the pool's check of each released connection.
+//! On SQLite the writer runs on a thread of its own and the transaction on
+//! SQLite's writer handle, borrowed from sqlx's thread
+//! ([`herald_store::Batch`]): from BEGIN to COMMIT nothing crosses a thread.
+//! It keeps the handle for the next group commit while submissions are
+//! waiting (up to [`HOLD`]).
 
 use herald_domain::{
     EmailAddress, Event, EventKind, QueuedMessage, RecipientStatus, Severity, TenantId,
 };
 use herald_store::suppressions::{self, Found};
 use herald_store::{
-    Batch, Connection, DbBackend, Script, Store, StoreError, events, idempotency, messages,
+    Batch, Connection, DbBackend, Locked, Script, Store, StoreError, events, idempotency, messages,
 };
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -162,48 +162,16 @@ fn script(backend: DbBackend, batch: &[Acceptance]) -> Result<Script, StoreError
     Ok(script)
 }
 
-/// The whole batch in one transaction. On SQLite, on the writer connection
-/// `held` (taken if there is none); it is dropped if the batch fails.
-async fn write_batch(
-    store: &Store,
-    held: &mut Option<Batch>,
-    batch: &mut [Acceptance],
-) -> Result<(), StoreError> {
-    let conn = match held.take() {
-        Some(conn) => conn,
-        None => match store.batch().await {
-            Some(conn) => conn?,
-            None => return write_transaction(store, batch).await,
-        },
-    };
-    let conn = held.insert(conn);
-    let written = write_on(conn, batch).await;
-    if written.is_err() {
-        *held = None;
-    }
-    written
-}
-
-async fn write_on(conn: &mut Batch, batch: &mut [Acceptance]) -> Result<(), StoreError> {
-    let rows = conn
-        .begin_with(suppressions::lookup_statements(
-            DbBackend::Sqlite,
-            &wanted(batch),
-        ))
-        .await?;
-    let prepared = Found::from_rows(rows).and_then(|found| {
+/// The whole batch in one transaction on SQLite's writer handle, on this
+/// thread.
+fn write_locked(conn: &mut Locked<'_>, batch: &mut [Acceptance]) -> Result<(), StoreError> {
+    conn.transaction(|tx| {
+        let found = suppressions::lookup_locked(tx, &wanted(batch))?;
         for a in batch.iter_mut() {
             a.suppress(&found);
         }
-        script(DbBackend::Sqlite, batch)
-    });
-    match prepared {
-        Ok(script) => conn.commit_with(script).await,
-        Err(e) => {
-            conn.rollback().await;
-            Err(e)
-        }
-    }
+        tx.run(script(DbBackend::Sqlite, batch)?)
+    })
 }
 
 /// The whole batch in a sea-orm transaction (PostgreSQL).
@@ -220,55 +188,132 @@ async fn write_transaction(store: &Store, batch: &mut [Acceptance]) -> Result<()
 }
 
 /// How long the writer keeps SQLite's writer connection across group
-/// commits while submissions keep coming. Releasing it costs the pool's
-/// check of the connection, a round trip the next group commit would wait
-/// for; holding it makes every other writer (delivery results, claims, the
-/// API) wait, for this long at most.
+/// commits while submissions keep coming. Every other writer (delivery
+/// results, claims, the API) waits meanwhile, for this long at most;
+/// releasing and taking it again costs a few round trips to sqlx's thread.
 const HOLD: Duration = Duration::from_millis(5);
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
-    let mut batch: Vec<Acceptance> = Vec::with_capacity(BATCH);
-    let mut waiting: Vec<oneshot::Sender<Result<Accepted, AppError>>> = Vec::with_capacity(BATCH);
-    let mut held: Option<Batch> = None;
-    let mut held_since = Instant::now();
-    while let Some((a, done)) = rx.recv().await {
-        batch.push(a);
-        waiting.push(done);
-        while batch.len() < BATCH {
+/// Submissions taken from the queue, not yet answered.
+struct Pending {
+    batch: Vec<Acceptance>,
+    waiting: Vec<oneshot::Sender<Result<Accepted, AppError>>>,
+}
+
+impl Pending {
+    fn push(&mut self, (a, done): Request) {
+        self.batch.push(a);
+        self.waiting.push(done);
+    }
+
+    /// Adds whatever else is queued, up to [`BATCH`].
+    fn fill(&mut self, rx: &mut mpsc::Receiver<Request>) {
+        while self.batch.len() < BATCH {
             match rx.try_recv() {
-                Ok((a, done)) => {
-                    batch.push(a);
-                    waiting.push(done);
-                }
+                Ok(r) => self.push(r),
                 Err(_) => break,
             }
         }
-        if held.is_none() {
-            held_since = Instant::now();
+    }
+
+    /// Answers everyone after their one transaction committed (nobody, if
+    /// they were answered one by one).
+    fn committed(&mut self) {
+        for (a, done) in self.batch.drain(..).zip(self.waiting.drain(..)) {
+            let _ = done.send(Ok(a.accepted));
         }
-        match write_batch(&store, &mut held, &mut batch).await {
-            Ok(()) => {
-                for (a, done) in batch.drain(..).zip(waiting.drain(..)) {
-                    let _ = done.send(Ok(a.accepted));
-                }
-            }
-            Err(e) if batch.len() > 1 => {
-                tracing::warn!(error = %e, size = batch.len(), "a group commit failed; writing its submissions one by one");
-                for (mut a, done) in batch.drain(..).zip(waiting.drain(..)) {
-                    let one = write_batch(&store, &mut held, std::slice::from_mut(&mut a)).await;
-                    let _ = done.send(answer(one, a));
-                }
-            }
-            Err(e) => {
-                if let (Some(a), Some(done)) = (batch.pop(), waiting.pop()) {
-                    let _ = done.send(answer(Err(e), a));
-                }
-            }
+    }
+
+    /// Answers everyone with `error` (the writer connection could not be
+    /// had).
+    fn fail(&mut self, error: &str) {
+        for done in self.waiting.drain(..) {
+            let _ = done.send(Err(AppError::Internal(error.to_owned())));
         }
-        // Answered; the connection stays only for submissions already
-        // waiting.
-        if rx.is_empty() || held_since.elapsed() >= HOLD {
-            held = None;
+        self.batch.clear();
+    }
+
+    /// After their group commit failed with `error`: each submission, to
+    /// be written alone, or, if it was alone, with that error.
+    fn after_failure(
+        &mut self,
+        error: StoreError,
+    ) -> impl Iterator<
+        Item = (
+            Acceptance,
+            oneshot::Sender<Result<Accepted, AppError>>,
+            Option<StoreError>,
+        ),
+    > + '_ {
+        if self.batch.len() > 1 {
+            tracing::warn!(error = %error, size = self.batch.len(), "a group commit failed; writing its submissions one by one");
+        }
+        let mut alone = (self.batch.len() == 1).then_some(error);
+        self.batch
+            .drain(..)
+            .zip(self.waiting.drain(..))
+            .map(move |(a, done)| (a, done, alone.take()))
+    }
+}
+
+/// One group commit on SQLite's writer handle; if it fails, each of its
+/// submissions on its own, so that one bad submission fails alone.
+fn settle_locked(conn: &mut Locked<'_>, pending: &mut Pending) {
+    if let Err(e) = write_locked(conn, &mut pending.batch) {
+        for (mut a, done, failed) in pending.after_failure(e) {
+            let one = match failed {
+                Some(e) => Err(e),
+                None => write_locked(conn, std::slice::from_mut(&mut a)),
+            };
+            let _ = done.send(answer(one, a));
+        }
+    }
+    pending.committed();
+}
+
+/// The same on PostgreSQL, in sea-orm transactions.
+async fn settle_transaction(store: &Store, pending: &mut Pending) {
+    if let Err(e) = write_transaction(store, &mut pending.batch).await {
+        for (mut a, done, failed) in pending.after_failure(e) {
+            let one = match failed {
+                Some(e) => Err(e),
+                None => write_transaction(store, std::slice::from_mut(&mut a)).await,
+            };
+            let _ = done.send(answer(one, a));
+        }
+    }
+    pending.committed();
+}
+
+/// Group commits on SQLite's writer handle, borrowed from sqlx's thread
+/// for as long as submissions are waiting, up to [`HOLD`]: this thread does
+/// nothing else meanwhile.
+async fn hold(conn: &mut Batch, rx: &mut mpsc::Receiver<Request>, pending: &mut Pending) {
+    let since = Instant::now();
+    let mut locked = match conn.lock().await {
+        Ok(locked) => locked,
+        Err(e) => return pending.fail(&e.to_string()),
+    };
+    loop {
+        settle_locked(&mut locked, pending);
+        if locked.is_open() || rx.is_empty() || since.elapsed() >= HOLD {
+            return;
+        }
+        pending.fill(rx);
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
+    let mut pending = Pending {
+        batch: Vec::with_capacity(BATCH),
+        waiting: Vec::with_capacity(BATCH),
+    };
+    while let Some(first) = rx.recv().await {
+        pending.push(first);
+        pending.fill(&mut rx);
+        match store.batch().await {
+            Some(Ok(mut conn)) => hold(&mut conn, &mut rx, &mut pending).await,
+            Some(Err(e)) => pending.fail(&e.to_string()),
+            None => settle_transaction(&store, &mut pending).await,
         }
     }
 }

@@ -15,12 +15,23 @@ pub enum StoreError {
     Sealing(#[from] herald_crypto::KeyRingError),
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    /// From SQLite's writer connection driven directly (see `Batch`).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl StoreError {
     /// Whether a unique constraint refused the write.
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, StoreError::Db(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))))
+        use rusqlite::ffi;
+        match self {
+            StoreError::Db(e) => matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            _ => false,
+        }
     }
 
     /// Turns a unique-constraint violation into a conflict on `field`.

@@ -27,6 +27,7 @@ pub mod tenants;
 pub mod users;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -36,7 +37,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-pub use batch::Batch;
+pub use batch::{Batch, Locked, Tx as LockedTx};
 pub use error::StoreError;
 pub use script::Script;
 pub use sea_orm::ConnectionTrait as Connection;
@@ -62,6 +63,8 @@ pub struct Store {
     /// SQLite only: the connection that copies the WAL into the database
     /// file (see [`checkpoint_loop`]).
     checkpointer: Option<DatabaseConnection>,
+    /// SQLite only: the writer's statements prepared for [`Batch`].
+    direct: Arc<batch::DirectSlot>,
     backend: Backend,
 }
 
@@ -138,6 +141,7 @@ impl Store {
                 writer: pool.clone(),
                 reader: pool,
                 checkpointer: None,
+                direct: Arc::default(),
                 backend: Backend::Postgres,
             });
         }
@@ -160,6 +164,12 @@ impl Store {
         }
         let sqlite = |read_only: bool, max: u32, autocheckpoint: u32| {
             let mut opts = ConnectOptions::new(format!("sqlite://{path}"));
+            if autocheckpoint > 0 {
+                // The writer: it keeps its connection for good, since the
+                // statements `Batch` keeps prepared on it must be finalized
+                // before it closes (see `batch`).
+                opts.idle_timeout(None).max_lifetime(None);
+            }
             opts.max_connections(max)
                 .min_connections(1)
                 .acquire_timeout(BUSY_TIMEOUT * 2)
@@ -186,6 +196,9 @@ impl Store {
                         // stay in memory: as files, the writer created and
                         // deleted one every 30 ms of a delivery run.
                         .pragma("temp_store", "memory")
+                        // The writer's statements kept by `Batch` may be
+                        // finalized from another thread than sqlx's.
+                        .serialized(autocheckpoint > 0)
                 });
             opts
         };
@@ -198,6 +211,7 @@ impl Store {
             writer,
             reader,
             checkpointer: Some(checkpointer),
+            direct: Arc::default(),
             backend: Backend::Sqlite,
         })
     }
@@ -241,7 +255,7 @@ impl Store {
                 .get_sqlite_connection_pool()
                 .acquire()
                 .await
-                .map(Batch::new)
+                .map(|conn| Batch::new(conn, self.direct.clone()))
                 .map_err(batch::acquire_err),
         )
     }
@@ -253,6 +267,9 @@ impl Store {
     }
 
     pub async fn close(self) {
+        // Before the pools: SQLite refuses to close the writer connection
+        // while the statements `Batch` keeps are prepared.
+        self.direct.close();
         let _ = self.reader.close().await;
         let _ = self.writer.close().await;
         if let Some(c) = self.checkpointer {

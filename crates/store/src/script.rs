@@ -54,6 +54,11 @@ impl Script {
         Ok(())
     }
 
+    /// The statements, one by one.
+    pub(crate) fn into_parts(self) -> Vec<Statement> {
+        self.parts
+    }
+
     /// The statements as they go to the database, one call each: on SQLite
     /// all of them joined when their parameters are few, else one by one
     /// with any statement without parameters (a COMMIT) joined to the one

@@ -112,19 +112,27 @@ pub struct Found(HashMap<(String, String), Vec<Hit>>);
 impl Found {
     /// Reads the rows of [`lookup_statements`].
     pub fn from_rows(rows: impl IntoIterator<Item = QueryResult>) -> Result<Self, StoreError> {
-        let mut found: HashMap<(String, String), Vec<Hit>> = HashMap::new();
+        let mut entries = Vec::new();
         for row in rows {
             let r = suppression::Model::from_query_result(&row, "")?;
-            let Some(kind) = SuppressionKind::parse(&r.kind) else {
+            entries.push((r.tenant_id, r.address_key, r.kind, r.tags));
+        }
+        Ok(Self::from_entries(entries))
+    }
+
+    /// From (tenant, lowercased address, list, tags as JSON) of each row.
+    fn from_entries(entries: Vec<(String, String, String, Option<String>)>) -> Self {
+        let mut found: HashMap<(String, String), Vec<Hit>> = HashMap::new();
+        for (tenant, address_key, kind, tags) in entries {
+            let Some(kind) = SuppressionKind::parse(&kind) else {
                 continue;
             };
-            let tags = r
-                .tags
+            let tags = tags
                 .as_deref()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default();
             found
-                .entry((r.tenant_id, r.address_key))
+                .entry((tenant, address_key))
                 .or_default()
                 .push(Hit { kind, tags });
         }
@@ -136,7 +144,7 @@ impl Found {
         for hits in found.values_mut() {
             hits.sort_by_key(|h| rank(h.kind));
         }
-        Ok(Self(found))
+        Self(found)
     }
 
     /// `address`'s entries on `tenant`'s lists (none: not suppressed).
@@ -190,6 +198,26 @@ pub async fn lookup(
         rows.extend(db.query_all_raw(statement).await?);
     }
     Found::from_rows(rows)
+}
+
+/// [`lookup`] inside a transaction on SQLite's writer handle
+/// ([`crate::Batch`]).
+pub fn lookup_locked(
+    tx: &crate::LockedTx<'_>,
+    wanted: &[(TenantId, Vec<&EmailAddress>)],
+) -> Result<Found, StoreError> {
+    let mut entries = Vec::new();
+    for statement in lookup_statements(DbBackend::Sqlite, wanted) {
+        entries.extend(tx.rows(&statement, |row| {
+            Ok((
+                row.get("tenant_id")?,
+                row.get("address_key")?,
+                row.get("kind")?,
+                row.get("tags")?,
+            ))
+        })?);
+    }
+    Ok(Found::from_entries(entries))
 }
 
 /// One suppressed address.
