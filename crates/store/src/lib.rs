@@ -58,13 +58,15 @@ pub enum Backend {
 /// PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// SQLite only: the writer's statements prepared for [`Batch`].
+    /// Declared first, so that the last store dropped finalizes them
+    /// before its writer pool can close the connection they are on.
+    direct: Arc<batch::DirectSlot>,
     writer: DatabaseConnection,
     reader: DatabaseConnection,
     /// SQLite only: the connection that copies the WAL into the database
     /// file (see [`checkpoint_loop`]).
     checkpointer: Option<DatabaseConnection>,
-    /// SQLite only: the writer's statements prepared for [`Batch`].
-    direct: Arc<batch::DirectSlot>,
     backend: Backend,
 }
 

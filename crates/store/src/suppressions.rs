@@ -111,7 +111,7 @@ pub struct Found(HashMap<(String, String), Vec<Hit>>);
 
 impl Found {
     /// Reads the rows of [`lookup_statements`].
-    pub fn from_rows(rows: impl IntoIterator<Item = QueryResult>) -> Result<Self, StoreError> {
+    fn from_rows(rows: impl IntoIterator<Item = QueryResult>) -> Result<Self, StoreError> {
         let mut entries = Vec::new();
         for row in rows {
             let r = suppression::Model::from_query_result(&row, "")?;
@@ -161,10 +161,10 @@ impl Found {
 }
 
 /// The queries that find which of each tenant's `addresses` are on a list
-/// (read their rows with [`Found::from_rows`]). A group commit asks for many
+/// (read by [`Found::from_rows`] or in [`lookup_locked`]). A group commit asks for many
 /// messages' recipients at once: each statement takes a few hundred
 /// addresses at most, far below any bind-parameter limit.
-pub fn lookup_statements(
+fn lookup_statements(
     backend: DbBackend,
     wanted: &[(TenantId, Vec<&EmailAddress>)],
 ) -> Vec<Statement> {
