@@ -22,8 +22,9 @@
 //! still prepared (and sqlx panics when it does), so they are finalized
 //! before sqlx can close the connection: the writer pool never closes it on
 //! its own (no idle timeout, no maximum lifetime), a batch that must close
-//! it finalizes them first, and [`DirectSlot::close`] finalizes them before
-//! the store closes its pools. The writer connection is opened serialized
+//! it finalizes them first, [`DirectSlot::close`] finalizes them before
+//! the store closes its pools, and a store dropped without closing drops
+//! its slot before its pools. The writer connection is opened serialized
 //! (SQLite's mutex around every call), so finalizing from another thread
 //! is safe whatever sqlx's thread does.
 
