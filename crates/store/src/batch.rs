@@ -86,7 +86,7 @@ impl DirectSlot {
     /// closing.
     fn put_back(&self, direct: Option<Direct>) {
         let mut state = self.state();
-        if !state.closing && direct.is_some() {
+        if !state.closing {
             state.direct = direct;
         }
     }
@@ -149,23 +149,18 @@ impl Batch {
     pub async fn lock(&mut self) -> Result<Locked<'_>, StoreError> {
         let mut guard: LockedSqliteHandle<'_> = self.conn.lock_handle().await.map_err(db_err)?;
         let handle = guard.as_raw_handle();
-        if self
-            .direct
-            .as_ref()
-            .is_none_or(|d| d.handle != handle.as_ptr() as usize)
-        {
+        let direct = match self.direct.take() {
+            Some(kept) if kept.handle == handle.as_ptr() as usize => self.direct.insert(kept),
             // Statements of another connection would have kept it from
             // closing, so one of another handle cannot be left here; if it
-            // were, it is finalized on the handle it belongs to.
-            self.direct = None;
-            // SAFETY: the handle is locked away from sqlx's thread while
-            // statements run (only through `Locked`, which holds the lock),
-            // and the statements are finalized before it can be closed (see
-            // the module's documentation).
-            self.direct = Some(unsafe { Direct::new(handle)? });
-        }
-        let Some(direct) = self.direct.as_ref() else {
-            unreachable!("set above");
+            // were, it is finalized (dropped) on the handle it belongs to.
+            _ => {
+                // SAFETY: the handle is locked away from sqlx's thread while
+                // statements run (only through `Locked`, which holds the
+                // lock), and the statements are finalized before it can be
+                // closed (see the module's documentation).
+                self.direct.insert(unsafe { Direct::new(handle)? })
+            }
         };
         Ok(Locked {
             _guard: guard,

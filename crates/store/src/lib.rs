@@ -164,9 +164,9 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let sqlite = |read_only: bool, max: u32, autocheckpoint: u32| {
+        let sqlite = |read_only: bool, writer: bool, max: u32, autocheckpoint: u32| {
             let mut opts = ConnectOptions::new(format!("sqlite://{path}"));
-            if autocheckpoint > 0 {
+            if writer {
                 // The writer: it keeps its connection for good, since the
                 // statements `Batch` keeps prepared on it must be finalized
                 // before it closes (see `batch`).
@@ -200,14 +200,14 @@ impl Store {
                         .pragma("temp_store", "memory")
                         // The writer's statements kept by `Batch` may be
                         // finalized from another thread than sqlx's.
-                        .serialized(autocheckpoint > 0)
+                        .serialized(writer)
                 });
             opts
         };
         // The writer first: it creates the file and switches it to WAL.
-        let writer = Database::connect(sqlite(false, 1, WRITER_AUTOCHECKPOINT)).await?;
-        let reader = Database::connect(sqlite(true, 4, 0)).await?;
-        let checkpointer = Database::connect(sqlite(false, 1, 0)).await?;
+        let writer = Database::connect(sqlite(false, true, 1, WRITER_AUTOCHECKPOINT)).await?;
+        let reader = Database::connect(sqlite(true, false, 4, 0)).await?;
+        let checkpointer = Database::connect(sqlite(false, false, 1, 0)).await?;
         tokio::spawn(checkpoint_loop(checkpointer.clone()));
         Ok(Self {
             writer,
