@@ -327,7 +327,9 @@ impl Cadence {
     /// Waits until [`GATHER`] after the last group commit started, if it
     /// had company, then takes whatever arrived meanwhile. The writer's
     /// thread runs nothing but its task, and the sleep is precise where
-    /// tokio's timers tick in whole milliseconds.
+    /// tokio's timers tick in whole milliseconds. (Where no thread could be
+    /// started, the task shares the main runtime, whose worker its
+    /// synchronous commits block already.)
     fn gather(self, rx: &mut mpsc::Receiver<Request>, pending: &mut Pending) {
         if self.company {
             std::thread::sleep((self.started + GATHER).saturating_duration_since(Instant::now()));
