@@ -202,18 +202,17 @@ const HOLD: Duration = Duration::from_millis(5);
 /// filled page of each of the 14 tables and indexes a message touches is
 /// written to the WAL again, and the WAL is synced (about 260 µs of the
 /// writer's CPU per commit and 34 µs per message, from its CPU per message
-/// at two batch sizes). Committing as soon
-/// as the previous commit ends made commits small exactly when load was
-/// moderate: at 80% of the peak rate, 8–10 submissions each at ~1,000
-/// commits/s against 19–20 at the peak, so a message cost the writer
-/// 58–64 µs there against 43–50 at the peak, and 80% of the peak used as
-/// much CPU as the peak itself. With commits at least 2 ms apart (at most
-/// 500/s), the writer's cost at 80% fell to 40–51 µs per message, and the
-/// peak did not move (`scripts/bench --parts acceptance`, interleaved
-/// runs; see the README). A submission waits this long at most for its
-/// group to start. A group commit that carried one submission is not
-/// followed by a wait: a lone client sending one message after another
-/// is never held back.
+/// at two batch sizes). Committing as soon as the previous commit ended
+/// made commits small exactly when load was moderate: at 80% of the peak
+/// rate, 8–10 submissions each at ~1,000 commits/s against 19–20 at the
+/// peak, so a message cost the writer 58–64 µs there against 42–49 at the
+/// peak, and 80% of the peak used as much CPU as the peak itself. With
+/// commits at least 2 ms apart (at most 500/s), the writer's cost at 80%
+/// fell to 40–51 µs per message, and the peak did not move
+/// (`scripts/bench --parts acceptance`, interleaved runs; see the README).
+/// A submission waits this long at most for its group to start. A group
+/// commit that carried one submission is not followed by a wait: a lone
+/// client sending one message after another is never held back.
 const GATHER: Duration = Duration::from_millis(2);
 
 /// Submissions taken from the queue, not yet answered.

@@ -161,9 +161,9 @@ impl Found {
 }
 
 /// The queries that find which of each tenant's `addresses` are on a list
-/// (read by [`Found::from_rows`] or in [`lookup_locked`]). A group commit asks for many
-/// messages' recipients at once: each statement takes a few hundred
-/// addresses at most, far below any bind-parameter limit.
+/// (read by [`Found::from_rows`] or in [`lookup_locked`]). A group commit
+/// asks for many messages' recipients at once: each statement takes a few
+/// hundred addresses at most, far below any bind-parameter limit.
 fn lookup_statements(
     backend: DbBackend,
     wanted: &[(TenantId, Vec<&EmailAddress>)],
