@@ -8,12 +8,50 @@
 //! with a single-threaded runtime, the task is woken as soon as SQLite
 //! answers.
 //!
+//! Such a thread also asks to be scheduled ahead of the rest of the process
+//! ([`WRITER_NICE`]): every submission, and every delivery result, waits for
+//! its one writer, so time the writer spends waiting for a core is added to
+//! all of them at once.
+//!
 //! Only SQLite's: its connections talk to their own threads through
 //! channels, so any runtime may use them. A PostgreSQL connection belongs to
 //! the runtime that opened it, and one opened here would fail once this
 //! thread ended; PostgreSQL's tasks stay on the main runtime.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The nice value a writer thread asks for (the rest of the process runs at
+/// 0). At 80% of the acceptance peak on two cores, the request handlers and
+/// the writer want about 1.8 cores between them, and at nice 0 the
+/// acceptance writer waited for a core 0.61–0.64 s for each second it ran
+/// (its `/proc/…/schedstat`, sampled each second of `scripts/bench --parts
+/// acceptance`); at −10 it waited 0.27 s. A writer uses at most about half
+/// a core, so the handlers keep the rest.
+pub const WRITER_NICE: i32 = -10;
+
+/// Whether a writer thread was already refused its priority (said once).
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the calling thread's nice value to [`WRITER_NICE`] (on Linux a nice
+/// value is a thread's own). Raising a priority needs CAP_SYS_NICE, or an
+/// RLIMIT_NICE that allows it (systemd's `LimitNICE=-10`); without either
+/// the thread runs at the process's priority, and that is said once.
+fn prioritize(name: &str) {
+    let me = rustix::thread::gettid();
+    match rustix::process::setpriority_process(Some(me), WRITER_NICE) {
+        Ok(()) => tracing::debug!(name, nice = WRITER_NICE, "writer thread prioritized"),
+        Err(e) => {
+            if !REFUSED.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    error = %e,
+                    name,
+                    "writer threads run at the process's priority; with CAP_SYS_NICE (or systemd's LimitNICE=-10) they would run ahead of request handlers under load"
+                );
+            }
+        }
+    }
+}
 
 /// Runs `task` to completion, on a new thread named `name` when `backend`
 /// is SQLite, else on the current runtime; the returned handle finishes
@@ -41,9 +79,11 @@ where
     // thread cannot be started.
     let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(task)));
     let theirs = slot.clone();
+    let thread_name = name.to_owned();
     let started = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            prioritize(&thread_name);
             let task = theirs.lock().ok().and_then(|mut t| t.take());
             if let Some(task) = task {
                 runtime.block_on(task);
@@ -63,5 +103,44 @@ where
                 }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::process::{getpriority_process, setpriority_process};
+    use rustix::thread::gettid;
+
+    /// A thread's own nice value.
+    fn nice() -> i32 {
+        getpriority_process(Some(gettid())).expect("getpriority")
+    }
+
+    #[tokio::test]
+    async fn a_writer_thread_runs_ahead_of_the_rest_where_the_process_may_raise_priorities() {
+        let ours = nice();
+        // Whether this process may raise a thread's priority (root or
+        // CAP_SYS_NICE may; scripts/test runs as root), tried on a thread
+        // of its own.
+        let allowed =
+            std::thread::spawn(|| setpriority_process(Some(gettid()), WRITER_NICE).is_ok())
+                .join()
+                .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn(
+            herald_store::Backend::Sqlite,
+            "herald-test-writer",
+            async move {
+                let _ = tx.send((std::thread::current().name().map(str::to_owned), nice()));
+            },
+        )
+        .await
+        .unwrap();
+        let (name, writer) = rx.await.unwrap();
+        assert_eq!(name.as_deref(), Some("herald-test-writer"));
+        assert_eq!(writer, if allowed { WRITER_NICE } else { ours });
+        // The caller's own thread is left as it was.
+        assert_eq!(nice(), ours);
     }
 }
