@@ -4,8 +4,8 @@
 use herald_domain::{DisplayName, EmailAddress};
 use lettre::Message;
 use lettre::address::{Address, Envelope};
-use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
+use lettre::message::{Body, Mailbox};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the message: {0}")]
@@ -17,6 +17,40 @@ fn address(a: &EmailAddress) -> Result<Address, MessageError> {
 
 fn mailbox(name: Option<&DisplayName>, a: &EmailAddress) -> Result<Mailbox, MessageError> {
     Ok(Mailbox::new(name.map(|n| n.to_string()), address(a)?))
+}
+
+/// `text` with CRLF line endings, made in one pass, as a body lettre
+/// encodes as it would the text itself. Given a `String`, lettre inserts a
+/// CR before each bare LF one `String::insert` at a time, each moving the
+/// rest of the text: quadratic in its lines (see the test below). Given
+/// bytes, it leaves line endings alone and encodes ASCII exactly as it
+/// would the same `String`, without walking it character by character
+/// (non-ASCII bytes would be base64 where text gets quoted-printable, so
+/// that stays a `String`, with nothing left to insert).
+fn text_body(text: &str) -> Body {
+    let crlf = with_crlf(text);
+    if crlf.is_ascii() {
+        Body::new(crlf.into_bytes())
+    } else {
+        Body::new(crlf)
+    }
+}
+
+/// `text` with a CR before every LF that has none.
+fn with_crlf(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let bare = |&i: &usize| i == 0 || bytes[i - 1] != b'\r';
+    let missing = memchr::memchr_iter(b'\n', bytes).filter(bare).count();
+    let mut out = String::with_capacity(text.len() + missing);
+    let mut from = 0;
+    for i in memchr::memchr_iter(b'\n', bytes).filter(bare) {
+        // An LF is one byte of its own in UTF-8: `i` is a char boundary.
+        out.push_str(&text[from..i]);
+        out.push('\r');
+        from = i;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 /// A plain-text test message.
@@ -36,7 +70,7 @@ impl TestMessage<'_> {
             .to(mailbox(None, self.to)?)
             .subject(self.subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(self.text.clone())
+            .body(text_body(&self.text))
             .map_err(|e| MessageError(e.to_string()))?;
         let envelope = Envelope::new(Some(address(self.from)?), vec![address(self.to)?])
             .map_err(|e| MessageError(e.to_string()))?;
@@ -98,14 +132,15 @@ impl Outgoing<'_> {
             let name = HeaderName::new_from_ascii(name.as_str().to_owned()).map_err(|e| err(&e))?;
             b = b.raw_header(HeaderValue::new(name, value.as_str().to_owned()));
         }
-        let text = |t: &str| SinglePart::plain(t.to_owned());
-        let html = |h: &str| SinglePart::html(h.to_owned());
+        let text = |t: &str| SinglePart::plain(text_body(t));
+        let html = |h: &str| SinglePart::html(text_body(h));
         let message = if self.attachments.is_empty() {
             match (self.text, self.html) {
-                (Some(t), Some(h)) => b.multipart(MultiPart::alternative_plain_html(
-                    t.to_owned(),
-                    h.to_owned(),
-                )),
+                (Some(t), Some(h)) => b.multipart(
+                    MultiPart::alternative()
+                        .singlepart(text(t))
+                        .singlepart(html(h)),
+                ),
                 (None, Some(h)) => b.singlepart(html(h)),
                 (Some(t), None) => b.singlepart(text(t)),
                 (None, None) => b.singlepart(text("")),
@@ -184,5 +219,71 @@ mod tests {
             assert!(text.contains(part), "{part} missing:\n{text}");
         }
         assert!(!text.contains("Bcc"));
+    }
+
+    #[test]
+    fn bare_line_feeds_get_a_carriage_return_and_nothing_else_changes() {
+        for (given, wanted) in [
+            ("", ""),
+            ("one line", "one line"),
+            ("a\nb", "a\r\nb"),
+            ("a\r\nb", "a\r\nb"),
+            ("\n", "\r\n"),
+            ("\n\n", "\r\n\r\n"),
+            ("\r\n\n", "\r\n\r\n"),
+            ("a\rb\n", "a\rb\r\n"),
+            ("Grüße\nAnaïs\r\n", "Grüße\r\nAnaïs\r\n"),
+        ] {
+            assert_eq!(with_crlf(given), wanted, "{given:?}");
+        }
+    }
+
+    /// The bytes and transfer encoding lettre gives the same text with CRLF
+    /// line endings, for text of every kind it encodes differently.
+    #[test]
+    fn a_text_body_is_encoded_as_lettre_encodes_the_text() {
+        let long = "word ".repeat(40);
+        for text in [
+            "Dear parent,\r\n\r\nThe report card is attached.\r\n",
+            "Dear parent,\n\nThe report card is attached.\n",
+            "Liebe Eltern,\nGrüße aus der Schule\n",
+            long.as_str(),
+            "\u{1F4E8} only",
+            "",
+        ] {
+            let ours = text_body(text);
+            let theirs = Body::new(with_crlf(text));
+            assert_eq!(ours.encoding(), theirs.encoding(), "{text:?}");
+            assert_eq!(ours.as_ref(), theirs.as_ref(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_text_with_bare_line_feeds_arrives_with_crlf_line_endings() {
+        let from = M::parse("from", "office@school.example").unwrap();
+        let to = vec![M::parse("to", "parent@home.example").unwrap()];
+        let line = "The term's marks are below, with the teacher's remarks.";
+        let text = format!("{line}\n").repeat(20_000);
+        let html = format!("<p>{line}</p>\n").repeat(20_000);
+        let out = Outgoing {
+            from: &from,
+            reply_to: None,
+            to: &to,
+            cc: &[],
+            subject: "Marks",
+            text: Some(&text),
+            html: Some(&html),
+            headers: &[],
+            attachments: &[],
+            message_id: "0191@school.example",
+        }
+        .build()
+        .unwrap();
+        let lf = memchr::memchr_iter(b'\n', &out).count();
+        let crlf = memchr::memmem::find_iter(&out, b"\r\n").count();
+        assert_eq!(lf, crlf, "every line ends in CRLF");
+        let body = String::from_utf8(out).unwrap();
+        assert_eq!(body.matches(&format!("{line}\r\n")).count(), 20_000);
+        assert_eq!(body.matches(&format!("<p>{line}</p>\r\n")).count(), 20_000);
     }
 }
