@@ -37,7 +37,9 @@ static REFUSED: AtomicBool = AtomicBool::new(false);
 /// value is a thread's own). Raising a priority needs CAP_SYS_NICE, or an
 /// RLIMIT_NICE that allows it (systemd's `LimitNICE=-10`); without either
 /// the thread runs at the process's priority, and that is said once.
-fn prioritize(name: &str) {
+fn prioritize() {
+    let current = std::thread::current();
+    let name = current.name().unwrap_or_default();
     let me = rustix::thread::gettid();
     match rustix::process::setpriority_process(Some(me), WRITER_NICE) {
         Ok(()) => tracing::debug!(name, nice = WRITER_NICE, "writer thread prioritized"),
@@ -79,11 +81,10 @@ where
     // thread cannot be started.
     let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(task)));
     let theirs = slot.clone();
-    let thread_name = name.to_owned();
     let started = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            prioritize(&thread_name);
+            prioritize();
             let task = theirs.lock().ok().and_then(|mut t| t.take());
             if let Some(task) = task {
                 runtime.block_on(task);

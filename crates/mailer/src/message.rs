@@ -134,13 +134,14 @@ impl Outgoing<'_> {
         }
         let text = |t: &str| SinglePart::plain(text_body(t));
         let html = |h: &str| SinglePart::html(text_body(h));
+        let alternative = |t: &str, h: &str| {
+            MultiPart::alternative()
+                .singlepart(text(t))
+                .singlepart(html(h))
+        };
         let message = if self.attachments.is_empty() {
             match (self.text, self.html) {
-                (Some(t), Some(h)) => b.multipart(
-                    MultiPart::alternative()
-                        .singlepart(text(t))
-                        .singlepart(html(h)),
-                ),
+                (Some(t), Some(h)) => b.multipart(alternative(t, h)),
                 (None, Some(h)) => b.singlepart(html(h)),
                 (Some(t), None) => b.singlepart(text(t)),
                 (None, None) => b.singlepart(text("")),
@@ -149,9 +150,7 @@ impl Outgoing<'_> {
             // Built only here: encoding a body part is most of the cost of
             // building a message.
             let body = match (self.text, self.html) {
-                (Some(t), Some(h)) => MultiPart::alternative()
-                    .singlepart(text(t))
-                    .singlepart(html(h)),
+                (Some(t), Some(h)) => alternative(t, h),
                 (None, Some(h)) => MultiPart::mixed().singlepart(html(h)),
                 (Some(t), None) => MultiPart::mixed().singlepart(text(t)),
                 (None, None) => MultiPart::mixed().singlepart(text("")),
