@@ -291,10 +291,20 @@ impl Store {
 /// took 3–7 ms at 80% and the p99 in most quarter seconds was 7–12 ms; the
 /// p99 at the peak went from 17–19 ms to 9–13 ms (`scripts/bench --parts
 /// acceptance`, each commit's duration and each request's latency logged
-/// with timestamps by a patch not kept). Once the database has grown by a
-/// gigabyte, a pass takes longer and the writer's checkpoint is over 8 ms
-/// again every 230 ms at the peak (not at 80%).
+/// with timestamps by a patch not kept). Near the writer's checkpoint the
+/// checkpointer looks sooner still ([`CHECKPOINT_NEAR_RESTART`]).
 const CHECKPOINT_BUSY: Duration = Duration::from_millis(10);
+
+/// How soon the checkpointer looks again once the WAL is within an eighth
+/// of the writer's own checkpoint: what that checkpoint copies and syncs
+/// inside its commit is what arrived since this one's last pass. At 10 ms,
+/// that was 400–600 pages, and on a slow day the commit carrying it took
+/// 10–21 ms, 34–36 times in a 10 s run at 80% of the peak; once the
+/// database had grown, the peak's p99 was 17.8–19.2 ms with 39 commits
+/// over 8 ms. At 1 ms near the restart: no commit over 8 ms at 80% but the
+/// device's own stalls, and the later peak's p99 11.1–13.8 ms in four of
+/// five runs (every pass and commit timed by a patch not kept).
+const CHECKPOINT_NEAR_RESTART: Duration = Duration::from_millis(1);
 
 /// How soon the checkpointer looks again after a pass that found nothing
 /// new: an idle server is not woken 100 times a second.
@@ -323,6 +333,8 @@ async fn checkpoint_loop(db: DatabaseConnection) {
                 last = Some(frames);
                 if idle {
                     CHECKPOINT_IDLE
+                } else if frames.0 >= i64::from(WRITER_AUTOCHECKPOINT) * 7 / 8 {
+                    CHECKPOINT_NEAR_RESTART
                 } else {
                     CHECKPOINT_BUSY
                 }
