@@ -577,6 +577,19 @@ async fn events_past_the_retention_are_purged_per_tenant() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["event_retention_days"], 1);
+    // The long tenant keeps its events 30 days past the seeded day,
+    // however long ago that is when the test runs.
+    let seeded_days_ago = (Timestamp::now().as_micros() - T0) / 86_400_000_000;
+    let long_days = seeded_days_ago + 30;
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            "/api/v1/tenant",
+            &long.admin_key,
+            Some(json!({"event_retention_days": long_days})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     for bad in [0, 3651, -1] {
         let (status, _) = app
             .send(
@@ -605,12 +618,9 @@ async fn events_past_the_retention_are_purged_per_tenant() {
     assert_eq!(res.status(), 200);
     // Small batches: the purge loops until nothing old is left.
     let deleted = app.herald().purge_events(3).await.unwrap();
-    let now = Timestamp::now().as_micros();
     assert_eq!(
-        deleted,
-        10,
-        "only the short tenant's old events go (the long one keeps 30 days, and Nov 1 is {} days ago)",
-        (now - T0) / 86_400_000_000
+        deleted, 10,
+        "only the short tenant's old events go (the long one keeps {long_days} days, and the seeded day is {seeded_days_ago} days ago)"
     );
     let (_, left) = app.get("/api/v1/events?limit=300", &short.admin_key).await;
     let left = left["items"].as_array().unwrap();
