@@ -19,6 +19,7 @@ const FILE: u64 = 32 << 20;
 const STALL: Duration = Duration::from_millis(25);
 
 /// What [`probe`] measured.
+#[derive(Default)]
 pub struct Disk {
     pub syncs: usize,
     pub p50_ms: f64,
@@ -60,13 +61,7 @@ pub fn probe(dir: &Path, length: Duration) -> std::io::Result<Disk> {
     std::fs::remove_file(&path)?;
     took.sort_unstable();
     if took.is_empty() {
-        return Ok(Disk {
-            syncs: 0,
-            p50_ms: 0.0,
-            p999_ms: 0.0,
-            max_ms: 0.0,
-            stalls: 0,
-        });
+        return Ok(Disk::default());
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let at = |q: f64| ms(took[((took.len() as f64 * q) as usize).min(took.len() - 1)]);
@@ -74,7 +69,7 @@ pub fn probe(dir: &Path, length: Duration) -> std::io::Result<Disk> {
         syncs: took.len(),
         p50_ms: at(0.5),
         p999_ms: at(0.999),
-        max_ms: took.last().copied().map_or(0.0, ms),
+        max_ms: ms(took[took.len() - 1]),
         stalls: took.iter().filter(|&&d| d > STALL).count(),
     })
 }
