@@ -25,6 +25,7 @@ use herald_store::messages::{self, SenderScope};
 use herald_store::suppressions::{self, SuppressionKind};
 use herald_store::{events, identities, relay_profiles, secrets};
 
+use crate::cache::{Slot, fresh};
 use crate::identities::identity_slot;
 use crate::oauth::TokenFailure;
 use crate::relay_profiles::slot as profile_slot;
@@ -89,9 +90,6 @@ struct PoolKey {
 /// beyond that the job goes back to the queue until its turn.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
-/// How long a profile read by delivery is reused.
-const PROFILE_TTL: Duration = Duration::from_secs(1);
-
 /// A profile's pace: at most `throttle` messages a second, and a pause
 /// after every batch.
 #[derive(Debug)]
@@ -107,7 +105,7 @@ pub struct DeliveryContext {
     /// Profiles read in the last second (a changed profile applies within
     /// a second; its connections are keyed by its update time).
     /// Shared, not copied: every delivery reads its profile.
-    profiles: Mutex<HashMap<RelayProfileId, (Instant, Arc<RelayProfile>)>>,
+    profiles: Mutex<HashMap<RelayProfileId, Slot<Arc<RelayProfile>>>>,
     paces: Mutex<HashMap<RelayProfileId, Pace>>,
     hasher: RandomState,
 }
@@ -165,19 +163,14 @@ impl DeliveryContext {
         Ok(())
     }
 
-    /// The profile read in the last second, unless it is failing (a
-    /// failing profile is read afresh: a fix must apply at once).
+    /// The profile read in the last second (one delivery reloads it ahead
+    /// of that while the others go on with it, as the policy cache does),
+    /// unless it is failing (a failing profile is read afresh: a fix must
+    /// apply at once).
     fn recent_profile(&self, tenant: TenantId, id: RelayProfileId) -> Option<Arc<RelayProfile>> {
-        self.profiles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .filter(|(at, p)| {
-                at.elapsed() < PROFILE_TTL
-                    && p.tenant_id == tenant
-                    && p.status == ProfileStatus::Active
-            })
-            .map(|(_, p)| p.clone())
+        let mut profiles = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
+        fresh(profiles.get_mut(&id), Instant::now())
+            .filter(|p| p.tenant_id == tenant && p.status == ProfileStatus::Active)
     }
 
     fn remember_profile(&self, p: RelayProfile) -> Arc<RelayProfile> {
@@ -185,7 +178,7 @@ impl DeliveryContext {
         self.profiles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(p.id, (Instant::now(), p.clone()));
+            .insert(p.id, Slot::new(&p));
         p
     }
 
