@@ -539,15 +539,19 @@ struct Load {
 const BEHIND_STALL: Duration = Duration::from_secs(1);
 
 impl Load {
+    /// Whether a request scheduled at `at` was during a device stall or
+    /// within [`BEHIND_STALL`] after one.
+    fn behind_stall(&self, at: Instant) -> bool {
+        self.device
+            .as_ref()
+            .is_some_and(|d| d.stalls.iter().any(|s| s.covers(at, BEHIND_STALL)))
+    }
+
     /// Late requests (over the p99's 25 ms), and how many of them were
-    /// scheduled during a device stall or within [`BEHIND_STALL`] after it.
+    /// behind a device stall.
     fn late(&self) -> (usize, usize) {
-        let stalls = self.device.as_ref().map_or(&[][..], |d| &d.stalls[..]);
         let late = self.requests.iter().filter(|r| r.1 > LATE_US);
-        let behind = late
-            .clone()
-            .filter(|r| stalls.iter().any(|s| s.covers(r.0, BEHIND_STALL)))
-            .count();
+        let behind = late.clone().filter(|r| self.behind_stall(r.0)).count();
         (late.count(), behind)
     }
 
@@ -592,11 +596,10 @@ impl Load {
     /// (outside [`BEHIND_STALL`] of one): what the run gives where the
     /// device kept up.
     fn p99_away_from_stalls(&self) -> f64 {
-        let stalls = self.device.as_ref().map_or(&[][..], |d| &d.stalls[..]);
         let mut away: Vec<u64> = self
             .requests
             .iter()
-            .filter(|r| !stalls.iter().any(|s| s.covers(r.0, BEHIND_STALL)))
+            .filter(|r| !self.behind_stall(r.0))
             .map(|r| r.1)
             .collect();
         away.sort_unstable();
