@@ -100,7 +100,12 @@ impl GroupCommit {
     /// [`crate::writer_thread`]). It ends when the last handle is dropped.
     pub fn start(store: Store) -> Self {
         let (tx, rx) = mpsc::channel(BATCH * 8);
-        crate::writer_thread::spawn(store.backend(), "herald-accept", writer(store, rx));
+        crate::writer_thread::spawn(
+            store.backend(),
+            "herald-accept",
+            crate::writer_thread::Priority::AheadOfHandlers,
+            writer(store, rx),
+        );
         Self { tx }
     }
 

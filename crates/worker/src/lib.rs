@@ -118,6 +118,7 @@ impl Worker {
                 herald_app::writer_thread::spawn(
                     herald.store().backend(),
                     &format!("herald-record-{i}"),
+                    herald_app::writer_thread::Priority::Normal,
                     commit_loop(herald.clone(), owner.clone(), rx.clone()),
                 )
             })
