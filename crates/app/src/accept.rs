@@ -152,10 +152,7 @@ fn script(backend: DbBackend, batch: &[Acceptance]) -> Result<Script, StoreError
         .zip(&bodies)
         .map(|(a, b)| (&a.queued, b, a.recipients.as_slice()))
         .collect();
-    let evs: Vec<Event> = batch
-        .iter()
-        .flat_map(|a| a.events.iter().cloned())
-        .collect();
+    let evs: Vec<&Event> = batch.iter().flat_map(|a| &a.events).collect();
     let mut script = Script::new(backend);
     messages::add_many(&mut script, &items);
     events::add_many(&mut script, &evs);

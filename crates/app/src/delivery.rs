@@ -208,6 +208,23 @@ enum Login {
     Never(String),
 }
 
+/// The `delivery-status` of a recipient's event, as Mailgun's events
+/// carry it.
+#[derive(serde::Serialize)]
+struct DeliveryStatus<'a> {
+    code: Option<u16>,
+    #[serde(rename = "enhanced-code")]
+    enhanced_code: Option<String>,
+    message: &'a str,
+    #[serde(rename = "attempt-no")]
+    attempt_no: u32,
+    #[serde(rename = "session-seconds")]
+    session_seconds: f64,
+    #[serde(rename = "mx-host")]
+    mx_host: &'a str,
+    tls: Option<bool>,
+}
+
 fn delivery_status(
     code: Option<u16>,
     message: &str,
@@ -217,21 +234,22 @@ fn delivery_status(
     tls: Option<bool>,
 ) -> String {
     // RFC 3463's enhanced code, when the reply's text begins with one.
-    let enhanced = message
+    let enhanced_code = message
         .split_whitespace()
         .next()
         .and_then(|w| w.parse::<herald_domain::EnhancedCode>().ok())
         .map(|c| c.to_string());
-    serde_json::json!({
-        "code": code,
-        "enhanced-code": enhanced,
-        "message": message,
-        "attempt-no": attempt,
-        "session-seconds": elapsed.as_secs_f64(),
-        "mx-host": host,
-        "tls": tls,
-    })
-    .to_string()
+    let status = DeliveryStatus {
+        code,
+        enhanced_code,
+        message,
+        attempt_no: attempt,
+        session_seconds: elapsed.as_secs_f64(),
+        mx_host: host,
+        tls,
+    };
+    // Strings, numbers and options only: serializing cannot fail.
+    serde_json::to_string(&status).unwrap_or_else(|_| "{}".to_owned())
 }
 
 impl Herald {
@@ -786,7 +804,7 @@ impl Herald {
                 tracing::warn!(message = %c.message_id, recipient = %c.address, "lease lost before the result was recorded");
                 continue;
             }
-            evs.push(f.event.clone());
+            evs.push(&f.event);
             if f.decision.suppress {
                 suppressions::add(
                     db,
@@ -897,5 +915,49 @@ fn finished(
         decision,
         reply,
         event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_status_has_mailguns_fields_and_the_replys_enhanced_code() {
+        let s = delivery_status(
+            Some(550),
+            "5.1.1 no such user",
+            2,
+            Duration::from_millis(250),
+            "mx.example.net",
+            Some(true),
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "code": 550,
+                "enhanced-code": "5.1.1",
+                "message": "5.1.1 no such user",
+                "attempt-no": 2,
+                "session-seconds": 0.25,
+                "mx-host": "mx.example.net",
+                "tls": true,
+            })
+        );
+        // No reply (a connection that failed): nulls, not missing fields.
+        let v: serde_json::Value = serde_json::from_str(&delivery_status(
+            None,
+            "refused",
+            1,
+            Duration::ZERO,
+            "",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(v["code"], serde_json::Value::Null);
+        assert_eq!(v["enhanced-code"], serde_json::Value::Null);
+        assert_eq!(v["tls"], serde_json::Value::Null);
+        assert_eq!(v["message"], "refused");
     }
 }

@@ -10,6 +10,8 @@ use sea_orm::{
     QueryOrder, QuerySelect, QueryTrait,
 };
 
+use std::borrow::Borrow;
+
 use crate::convert::parse;
 use crate::entity::{event, message};
 use crate::{Script, StoreError};
@@ -21,17 +23,21 @@ pub async fn insert(db: &impl ConnectionTrait, e: &Event) -> Result<(), StoreErr
 }
 
 /// Writes many events, 256 per statement (see [`crate::shaped`]).
-pub async fn insert_many(db: &impl ConnectionTrait, events: &[Event]) -> Result<(), StoreError> {
+pub async fn insert_many<E: Borrow<Event>>(
+    db: &impl ConnectionTrait,
+    events: &[E],
+) -> Result<(), StoreError> {
     let mut script = Script::new(db.get_database_backend());
     add_many(&mut script, events);
     script.run(db).await
 }
 
 /// Adds to `script` the statements that insert `events`.
-pub fn add_many(script: &mut Script, events: &[Event]) {
+pub fn add_many<E: Borrow<Event>>(script: &mut Script, events: &[E]) {
     let backend = script.backend();
     for chunk in crate::shaped(events, 256) {
-        script.push(event::Entity::insert_many(chunk.iter().map(row)).build(backend));
+        script
+            .push(event::Entity::insert_many(chunk.iter().map(|e| row(e.borrow()))).build(backend));
     }
 }
 
