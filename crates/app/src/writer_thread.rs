@@ -44,7 +44,8 @@ pub enum Priority {
     /// runs of `herald-bench --backend sqlite --parts raw,delivery` with
     /// little stolen by the host, Herald's CPU per delivered message was
     /// 128–137 µs at −10 (four runs; the committer alone 20–22 µs) and
-    /// 75–120 µs at 0 (five runs; 10–14 µs).
+    /// 75–129 µs at 0 (eleven runs; 10–16 µs). See docs/performance.md,
+    /// "2026-12-03, evening".
     Normal,
 }
 
