@@ -1,5 +1,7 @@
 //! The per-tenant event log.
 
+use std::borrow::Borrow;
+
 use herald_domain::{
     Event, EventFilter, EventId, EventMessage, EventRecord, EventSearch, IdentityId, TenantId,
     Terms, Timestamp,
@@ -9,8 +11,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait,
 };
-
-use std::borrow::Borrow;
 
 use crate::convert::parse;
 use crate::entity::{event, message};
